@@ -1,0 +1,94 @@
+"""Network configurations of the LSM family (spec §8) and the semantics presets (spec §10).
+
+A network config is an `ml_collections.ConfigDict` whose field names follow the authors' constructor
+keyword arguments, so a BasicSR `network_g` section maps onto it one to one.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+ARCHS = ("LSM", "LSM_light")
+VARIANTS = ("lsm", "lsm_s", "lsm_light", "tiny")
+
+# Each semantics preset fixes three independent switches (spec Q1, Q5, Q6).
+SEMANTICS = {
+    # What the authors' code computes: scan over the batch axis, Mk_A averaged over the batch,
+    # modulations left in raster order while the LRU input is sorted.
+    "reference": dict(scan_axis="batch", mk_a_batch_mean=True, modulation_order="raster"),
+    # What the paper describes: each image's sorted tokens form the sequence, each image is
+    # modulated by its own Mk, gathered into the sorted order together with the tokens.
+    "paper": dict(scan_axis="tokens", mk_a_batch_mean=False, modulation_order="sorted"),
+}
+SCAN_IMPLS = ("associative", "sequential", "chunked")
+
+
+def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            arch=arch,
+            upscale=scale,
+            in_chans=3,
+            img_range=1.0,
+            embed_dim=180,
+            depth=[5] * 8,
+            num_heads=[5] * 8,
+            mlp_ratio=2.0,
+            split_size=[8, 32],
+            d_state=32,
+            num_tokens=128,
+            rmin=0.9,
+            rmax=0.99,
+            max_phase=6.283,
+            drop_path_rate=0.1,
+            # Semantics: a preset name, plus optional per-switch overrides (None = from the preset).
+            semantics="paper",
+            scan_axis=ml_collections.FieldReference(None, field_type=str),
+            mk_a_batch_mean=ml_collections.FieldReference(None, field_type=bool),
+            modulation_order=ml_collections.FieldReference(None, field_type=str),
+            scan_impl="associative",
+            remat=False,
+            dtype="float32",
+        )
+    )
+
+
+def network_config(variant: str, scale: int = 2) -> ml_collections.ConfigDict:
+    """The architecture of an official variant ('lsm', 'lsm_s', 'lsm_light') or the test-size 'tiny'.
+
+    'tiny' is the golden fixture's architecture (spec §13) at the given scale.
+    """
+    if scale not in (2, 3, 4):
+        raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+    if variant == "lsm":
+        return _base("LSM", scale)
+    if variant == "lsm_s":
+        cfg = _base("LSM", scale)
+        cfg.depth, cfg.num_heads = [5] * 6, [5] * 6
+        return cfg
+    if variant == "lsm_light":
+        cfg = _base("LSM_light", scale)
+        cfg.update(embed_dim=60, depth=[6] * 4, num_heads=[4] * 4, mlp_ratio=1.0, num_tokens=64, d_state=16)
+        return cfg
+    if variant == "tiny":
+        cfg = _base("LSM", scale)
+        cfg.update(embed_dim=64, depth=[4, 4], num_heads=[5, 8], mlp_ratio=2.0, split_size=[4, 8],
+                   num_tokens=16, d_state=4)
+        return cfg
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+def resolve_semantics(cfg) -> dict:
+    """The three semantics switches of a network config: the preset, with any explicit overrides."""
+    if cfg.semantics not in SEMANTICS:
+        raise ValueError(f"semantics must be one of {sorted(SEMANTICS)}, got {cfg.semantics!r}")
+    out = dict(SEMANTICS[cfg.semantics])
+    for key in out:
+        value = cfg.get(key)
+        if value is not None:
+            out[key] = value
+    if out["scan_axis"] not in ("batch", "tokens"):
+        raise ValueError(f"scan_axis must be 'batch' or 'tokens', got {out['scan_axis']!r}")
+    if out["modulation_order"] not in ("raster", "sorted"):
+        raise ValueError(f"modulation_order must be 'raster' or 'sorted', got {out['modulation_order']!r}")
+    return out
