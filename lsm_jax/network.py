@@ -1,0 +1,201 @@
+"""The LSM network family (spec §1–2): LSM and LSM-S (classic tail) and LSM-light (one-step tail).
+
+The body is residual groups of blocks that alternate a WMS block (window attention + gated MLP,
+even positions) and a CML block (semantic LRU + gated MLP, odd positions).
+
+    model = LSM(network_config('lsm_light', 4), rngs=nnx.Rngs(0))
+    y = model(x)                               # x (B, H, W, 3) in [0, 1] -> y (B, 4H, 4W, 3)
+    y = model(x, train=True, key=key)          # drop path and Gumbel categorisation
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lsm_jax.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
+from lsm_jax.smu import Semantics, SemanticLRU
+from lsm_jax.variants import resolve_semantics
+from lsm_jax.window_attention import WindowAttention, is_shifted
+
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+NUM_FEAT = 64   # the classic tail's feature width, fixed in the reference
+
+
+class WMSBlock(nnx.Module):
+    """Window attention + gated MLP with the γ-scaled input skip (torch `L_SA`)."""
+
+    def __init__(self, cfg, heads: int, shifted: bool, drop_rate: float, *, dtype, rngs: nnx.Rngs):
+        dim = cfg.embed_dim
+        self.shifted = shifted
+        self.drop_rate = drop_rate
+        self.norm1 = LayerNorm(dim, names=('embed',))
+        self.attn = WindowAttention(dim, heads, tuple(cfg.split_size), dtype=dtype, rngs=rngs)
+        self.norm2 = LayerNorm(dim, names=('embed',))
+        self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
+        self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))
+
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None):
+        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        attn = self.attn(self.norm1(t), hw, self.shifted)
+        if debug is not None:
+            debug['attn'] = attn
+        x = t + drop_path(attn, self.drop_rate, k1)
+        x = x + drop_path(self.mlp(self.norm2(x), hw), self.drop_rate, k2)
+        return x + t * self.gamma[...]
+
+
+class CMLBlock(nnx.Module):
+    """Semantic LRU + gated MLP with the γ-scaled input skip; owns the prototype dictionary."""
+
+    def __init__(self, cfg, semantics: Semantics, drop_rate: float, *, dtype, rngs: nnx.Rngs):
+        dim, t = cfg.embed_dim, cfg.num_tokens
+        self.semantics = semantics
+        self.drop_rate = drop_rate
+        self.norm3 = LayerNorm(dim, names=('embed',))
+        self.embedding = param(jax.random.uniform(rngs.params(), (t, dim), jnp.float32, -1 / t, 1 / t),
+                               ('prototypes', 'embed'))
+        self.lru = SemanticLRU(dim, t, cfg.d_state, rmin=cfg.rmin, rmax=cfg.rmax, max_phase=cfg.max_phase,
+                               dtype=dtype, rngs=rngs)
+        self.norm4 = LayerNorm(dim, names=('embed',))
+        self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
+        self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))
+
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None):
+        k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
+        mixed = self.lru(self.norm3(t), self.embedding[...], hw, self.semantics, key=k3, debug=debug)
+        x = t + drop_path(mixed, self.drop_rate, k1)
+        x = x + drop_path(self.mlp(self.norm4(x), hw), self.drop_rate, k2)
+        return x + t * self.gamma[...]
+
+
+def _run_block(block, t, hw, key):
+    return block(t, hw, key)
+
+
+class ResidualGroup(nnx.Module):
+    """`depth` alternating WMS/CML blocks followed by a 3×3 conv, with a residual around the group."""
+
+    def __init__(self, cfg, group: int, drop_rates, semantics: Semantics, *, dtype, rngs: nnx.Rngs):
+        heads = cfg.num_heads[group]
+        self.remat = bool(cfg.remat)
+        self.blocks = nnx.List([
+            WMSBlock(cfg, heads, is_shifted(group, j), drop_rates[j], dtype=dtype, rngs=rngs) if j % 2 == 0
+            else CMLBlock(cfg, semantics, drop_rates[j], dtype=dtype, rngs=rngs)
+            for j in range(cfg.depth[group])])
+        self.conv = Conv(cfg.embed_dim, cfg.embed_dim, 3, dtype=dtype, rngs=rngs)
+
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None,
+                 capture: dict | None = None, prefix: str = '') -> jax.Array:
+        b, l, c = t.shape
+        res = t
+        run = nnx.remat(_run_block, static_argnums=(2,)) if self.remat and capture is None else _run_block
+        for j, block in enumerate(self.blocks):
+            block_key = jax.random.fold_in(key, j) if key is not None else None
+            if capture is None:
+                t = run(block, t, hw, block_key)
+            else:
+                debug = {}
+                t = block(t, hw, block_key, debug=debug)
+                capture[f'{prefix}_blk{j}'] = t
+                if 'attn' in debug:
+                    capture[f'{prefix}_blk{j}_attn'] = debug['attn']
+                capture.setdefault('cml_blocks', []).append(debug) if 'Mk' in debug else None
+        return res + self.conv(t.reshape(b, *hw, c)).reshape(b, l, c)
+
+
+class LSM(nnx.Module):
+    """LSM / LSM-S (`arch='LSM'`, classic tail) and LSM-light (`arch='LSM_light'`, one-step tail)."""
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        if cfg.arch not in ('LSM', 'LSM_light'):
+            raise ValueError(f"arch must be 'LSM' or 'LSM_light', got {cfg.arch!r}")
+        if len(cfg.depth) != len(cfg.num_heads):
+            raise ValueError(f"depth {list(cfg.depth)} and num_heads {list(cfg.num_heads)} differ in length")
+        if cfg.upscale not in (2, 3, 4):
+            raise ValueError(f"upscale must be 2, 3 or 4, got {cfg.upscale}")
+        if cfg.embed_dim < 32:
+            raise ValueError(f"embed_dim must be ≥ 32 (position-bias width ≥ 1), got {cfg.embed_dim}")
+        sem = resolve_semantics(cfg)
+        self.semantics = Semantics(sem['scan_axis'], sem['mk_a_batch_mean'], sem['modulation_order'],
+                                   cfg.scan_impl)
+        dtype = jnp.dtype(cfg.dtype)
+        dim = cfg.embed_dim
+        self.arch = cfg.arch
+        self.scale = int(cfg.upscale)
+        self.img_range = float(cfg.img_range)
+        rates = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depth)).tolist()
+        starts = np.cumsum([0] + list(cfg.depth)).tolist()
+
+        self.conv_first = Conv(cfg.in_chans, dim, 3, names=(None, 'embed'), dtype=dtype, rngs=rngs)
+        self.before_norm = LayerNorm(dim, names=('embed',))
+        self.layers = nnx.List([
+            ResidualGroup(cfg, g, rates[starts[g]:starts[g + 1]], self.semantics, dtype=dtype, rngs=rngs)
+            for g in range(len(cfg.depth))])
+        self.norm = LayerNorm(dim, names=('embed',))
+        self.conv_after_body = Conv(dim, dim, 3, dtype=dtype, rngs=rngs)
+        s = self.scale
+        if cfg.arch == 'LSM':
+            self.conv_before_upsample = Conv(dim, NUM_FEAT, 3, names=('embed', 'feat'), dtype=dtype, rngs=rngs)
+            stages = [(4, 2)] * int(np.log2(s)) if s in (2, 4) else [(9, 3)]
+            self.upsample = nnx.List([Conv(NUM_FEAT, r2 * NUM_FEAT, 3, names=('feat', 'feat'), dtype=dtype,
+                                           rngs=rngs) for r2, _ in stages])
+            self.shuffle_factors = tuple(r for _, r in stages)
+            self.conv_last = Conv(NUM_FEAT, cfg.in_chans, 3, names=('feat', None), dtype=dtype, rngs=rngs)
+        else:
+            self.upsample = nnx.List([Conv(dim, cfg.in_chans * s * s, 3, names=('embed', None), dtype=dtype,
+                                           rngs=rngs)])
+            self.shuffle_factors = (s,)
+
+    def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None,
+                 capture: dict | None = None) -> jax.Array:
+        """x: (B, H, W, 3) in [0, 1] -> (B, sH, sW, 3), not clamped.
+
+        `train=True` needs `key` (drop path, Gumbel categorisation). `capture`, if a dict, receives
+        the intermediate activations the golden fixture records (`act/...`, `cml/...` names).
+        """
+        if train and key is None:
+            raise ValueError("train=True needs a PRNG key (drop path and Gumbel categorisation)")
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"input must be (B, H, W, 3), got shape {x.shape}")
+        key = key if train else None
+        b, h, w, _ = x.shape
+        mean = jnp.asarray(RGB_MEAN, jnp.float32)
+        x0 = (x.astype(jnp.float32) - mean) * self.img_range
+        f = self.conv_first(x0).astype(jnp.float32)
+        t = self.before_norm(f.reshape(b, h * w, -1))
+        if capture is not None:
+            capture.update({'act/conv_first': f, 'act/before_rg': t})
+        for g, group in enumerate(self.layers):
+            group_key = jax.random.fold_in(key, g) if key is not None else None
+            t = group(t, (h, w), group_key, capture=capture, prefix=f'act/rg{g}')
+            if capture is not None:
+                capture[f'act/rg{g}'] = t
+        t = self.norm(t)
+        feat = self.conv_after_body(t.reshape(b, h, w, -1)) + f
+        if capture is not None:
+            capture.update({'act/final_norm': t, 'act/body_plus_skip': feat})
+        if self.arch == 'LSM':
+            y = jax.nn.leaky_relu(self.conv_before_upsample(feat), 0.01)
+            for conv, r in zip(self.upsample, self.shuffle_factors):
+                y = pixel_shuffle(conv(y), r)
+            y = self.conv_last(y)
+        else:
+            y = pixel_shuffle(self.upsample[0](feat), self.scale)
+        return y.astype(jnp.float32) / self.img_range + mean
+
+
+def count_parameters(cfg) -> int:
+    """Trainable parameter count of a config, from abstract shapes only (no real initialisation)."""
+    abstract = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+def model_summary(cfg) -> dict[str, Any]:
+    """A short description of a network config: arch, scale, semantics and parameter count."""
+    return dict(arch=cfg.arch, scale=int(cfg.upscale), semantics=cfg.semantics,
+                params=count_parameters(cfg), **resolve_semantics(cfg))

@@ -1,0 +1,114 @@
+"""The CML block's token mixer (spec §4): the semantic modulating unit (SMU) around an LRU.
+
+The SMU scores every token against a learned prototype dictionary, categorises tokens by their best
+prototype, and sorts them so that the LRU runs over semantically grouped sequences. Its softmax
+weights Mk modulate the LRU (λ, B·u, Re/Im of the state) and enhance the output (Mk·V).
+
+Three semantics switches (see `lsm_jax.variants.SEMANTICS`) decide what the recurrence sees:
+`scan_axis` ('batch' as the reference, Q1; 'tokens' as the paper), `mk_a_batch_mean` (Q6) and
+`modulation_order` ('raster' as the reference, Q5; 'sorted' gathers Mk with the tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lsm_jax.layers import Conv, DepthwiseConv3x3, Linear, param
+from lsm_jax.lru import LRUCore
+
+
+class Semantics(NamedTuple):
+    """Resolved semantics switches of a network (`lsm_jax.variants.resolve_semantics`)."""
+    scan_axis: str          # 'batch' | 'tokens'
+    mk_a_batch_mean: bool
+    modulation_order: str   # 'raster' | 'sorted'
+    scan_impl: str          # 'associative' | 'sequential' | 'chunked'
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+    """x / max(‖x‖₂, 1e-12) over the last axis (torch F.normalize)."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
+    return x / jnp.maximum(norm, 1e-12)
+
+
+def categorise(logits: jax.Array, key: jax.Array | None) -> jax.Array:
+    """Category per token (B, L) int32: argmax, or Gumbel-max sampling when a training key is given.
+
+    argmax(log_softmax(S) + g) = argmax(S + g): the hard Gumbel-softmax sample of the reference.
+    """
+    if key is not None:
+        logits = logits + jax.random.gumbel(key, logits.shape, logits.dtype)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+def sort_order(category: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Stable ascending order of the categories (ties in raster order, Q3) and its inverse. (B, L)."""
+    order = jnp.argsort(category, axis=-1, stable=True)
+    inverse = jnp.argsort(order, axis=-1, stable=True)
+    return order, inverse
+
+
+def gather_tokens(x: jax.Array, index: jax.Array) -> jax.Array:
+    """x[b, index[b, l]] for x (B, L, ...) and index (B, L)."""
+    return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+class SemanticLRU(nnx.Module):
+    """SMU + gated input projection + sorted LRU + output projection (`lru.`), spec §4."""
+
+    def __init__(self, dim: int, num_tokens: int, d_state: int, *, rmin: float, rmax: float,
+                 max_phase: float, dtype=jnp.float32, rngs: nnx.Rngs):
+        if num_tokens % 4 or d_state != num_tokens // 4:
+            raise ValueError(f"d_state must equal num_tokens/4 (Mk quarters modulate the states): "
+                             f"num_tokens={num_tokens}, d_state={d_state}")
+        qdim = dim // 3
+        self.num_tokens = num_tokens
+        self.scale = param(jnp.full((num_tokens,), 0.5, jnp.float32), ('prototypes',))
+        self.wq = Linear(dim, qdim, names=('embed', None), dtype=dtype, rngs=rngs)
+        self.wk = Linear(dim, qdim, names=('embed', None), dtype=dtype, rngs=rngs)
+        self.wv = Linear(dim, dim // 2, names=('embed', None), dtype=dtype, rngs=rngs)
+        self.in_proj = Conv(dim, dim, 1, dtype=dtype, rngs=rngs)
+        self.CPE = DepthwiseConv3x3(dim, dtype=dtype, rngs=rngs)
+        self.out_proj = Linear(dim, dim // 2, names=('embed', None), dtype=dtype, rngs=rngs)
+        self.lru_core = LRUCore(dim, d_state, rmin=rmin, rmax=rmax, max_phase=max_phase, rngs=rngs)
+
+    def smu(self, u: jax.Array, prototypes: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """u (B, L, C), prototypes (T, C) -> (logits S (B, L, T), Mk = softmax_T(S)), both float32."""
+        q = l2_normalize(self.wq(u).astype(jnp.float32))
+        k = l2_normalize(self.wk(prototypes).astype(jnp.float32))
+        temperature = 1.0 + jnp.clip(self.scale[...], 0.0, 1.0) * math.log(self.num_tokens)
+        logits = jnp.dot(q, k.T) * temperature
+        return logits, jax.nn.softmax(logits, axis=-1)
+
+    def __call__(self, u: jax.Array, prototypes: jax.Array, hw: tuple[int, int], semantics: Semantics,
+                 key: jax.Array | None = None, debug: dict | None = None) -> jax.Array:
+        """u: (B, L, C) normalised tokens -> (B, L, C) = concat(out_proj(LRU), Mk·V).
+
+        `key` (training only) samples the categories with Gumbel noise. `debug`, if a dict, receives
+        the intermediates that the golden fixture records.
+        """
+        b, l, c = u.shape
+        logits, mk = self.smu(u, prototypes)
+        enhanced = jnp.dot(mk.astype(u.dtype), self.wv(prototypes).astype(u.dtype))   # (B, L, C/2)
+        category = jax.lax.stop_gradient(categorise(logits, key))
+        order, inverse = sort_order(category)
+
+        g = self.in_proj(u.reshape(b, *hw, c))
+        g = g * jax.nn.sigmoid(self.CPE(g))
+        us = gather_tokens(g.reshape(b, l, c), order)
+        mk_lru = gather_tokens(mk, order) if semantics.modulation_order == 'sorted' else mk
+        mk_a, mk_b, mk_cre, mk_cim = jnp.split(mk_lru, 4, axis=-1)
+        ys = self.lru_core(us, mk_a, mk_b, mk_cre, mk_cim,
+                           scan_axis=0 if semantics.scan_axis == 'batch' else 1,
+                           mk_a_batch_mean=semantics.mk_a_batch_mean, impl=semantics.scan_impl)
+        y = gather_tokens(ys, inverse)
+        out = jnp.concatenate([self.out_proj(y), enhanced.astype(y.dtype)], axis=-1)
+        if debug is not None:
+            debug.update(smu_input=u, Mk=mk, category=category, sort_idx=order, lru_input_sorted=us,
+                         lru_output_sorted=ys, lru_unsorted_before_out_proj=y, output=out)
+        return out

@@ -1,0 +1,165 @@
+"""The WMS block's attention (spec §3): two channel halves attending in (s0×s1) and (s1×s0) windows.
+
+Reproduces the reference exactly, quirks included: q/k/v are zero-padded *after* the projection with
+no key masking (Q10), the shift mask uses -100 on the padded grid (Q13), an odd head count floors
+(Q8), and the relative-position bias comes from a small MLP over raw integer offsets (§3.1).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lsm_jax.layers import DepthwiseConv3x3, LayerNorm, Linear
+
+
+@functools.lru_cache(maxsize=None)
+def relative_position_index(hs: int, ws: int) -> np.ndarray:
+    """(n, n) int32 row of the position table for each token pair of an hs×ws window, n = hs·ws."""
+    ys, xs = np.meshgrid(np.arange(hs), np.arange(ws), indexing='ij')
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    dh = ys[:, None] - ys[None, :] + hs - 1
+    dw = xs[:, None] - xs[None, :] + ws - 1
+    return (dh * (2 * ws - 1) + dw).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def relative_offsets(hs: int, ws: int) -> np.ndarray:
+    """((2hs-1)(2ws-1), 2) float32 table input: every (dh, dw), dh outer, as raw integers."""
+    dh, dw = np.meshgrid(np.arange(-(hs - 1), hs), np.arange(-(ws - 1), ws), indexing='ij')
+    return np.stack([dh.reshape(-1), dw.reshape(-1)], axis=1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int) -> np.ndarray:
+    """(num_windows, n, n) float32 Swin region mask on the padded hp×wp grid: -100 across regions."""
+    labels = np.zeros((hp, wp), np.int32)
+    rows = (slice(0, hp - hs), slice(hp - hs, hp - sh), slice(hp - sh, hp))
+    cols = (slice(0, wp - ws), slice(wp - ws, wp - sw), slice(wp - sw, wp))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            labels[r, c] = 3 * i + j
+    win = labels.reshape(hp // hs, hs, wp // ws, ws).transpose(0, 2, 1, 3).reshape(-1, hs * ws)
+    return np.where(win[:, :, None] != win[:, None, :], -100.0, 0.0).astype(np.float32)
+
+
+def to_windows(x: jax.Array, hs: int, ws: int) -> jax.Array:
+    """(B, Hp, Wp, c) -> (B, num_windows, hs·ws, c), windows and tokens in row-major order."""
+    b, hp, wp, c = x.shape
+    x = x.reshape(b, hp // hs, hs, wp // ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (hp // hs) * (wp // ws), hs * ws, c)
+
+
+def from_windows(x: jax.Array, hp: int, wp: int, hs: int, ws: int) -> jax.Array:
+    """Inverse of `to_windows`: (B, num_windows, hs·ws, c) -> (B, Hp, Wp, c)."""
+    b, _, _, c = x.shape
+    x = x.reshape(b, hp // hs, wp // ws, hs, ws, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, hp, wp, c)
+
+
+class DynamicPosBias(nnx.Module):
+    """Relative-position bias MLP (`attns.k.pos`): Linear(2→p), 3 × (LN → ReLU → Linear), last to heads."""
+
+    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs):
+        self.pos_proj = Linear(2, width, rngs=rngs)
+        self.pos1_norm, self.pos1 = LayerNorm(width), Linear(width, width, rngs=rngs)
+        self.pos2_norm, self.pos2 = LayerNorm(width), Linear(width, width, rngs=rngs)
+        self.pos3_norm, self.pos3 = LayerNorm(width), Linear(width, heads, rngs=rngs)
+
+    def __call__(self, offsets: jax.Array) -> jax.Array:
+        """offsets: (K, 2) -> (K, heads)."""
+        z = self.pos_proj(offsets)
+        for norm, lin in ((self.pos1_norm, self.pos1), (self.pos2_norm, self.pos2), (self.pos3_norm, self.pos3)):
+            z = lin(jax.nn.relu(norm(z)))
+        return z
+
+
+class WindowBranch(nnx.Module):
+    """One channel half (`attns.k`): multi-head attention inside hs×ws windows with a position bias."""
+
+    def __init__(self, half_dim: int, heads: int, window: tuple[int, int], *, rngs: nnx.Rngs):
+        self.heads = heads
+        self.window = window
+        self.pos = DynamicPosBias(((half_dim // 4) // 4), heads, rngs=rngs)
+
+    def position_bias(self) -> jax.Array:
+        """(heads, n, n) bias for every token pair of a window."""
+        hs, ws = self.window
+        table = self.pos(jnp.asarray(relative_offsets(hs, ws)))            # (K, heads)
+        bias = table[relative_position_index(hs, ws)]                       # (n, n, heads)
+        return bias.transpose(2, 0, 1).astype(jnp.float32)
+
+    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, shifted: bool) -> jax.Array:
+        """q, k, v: (B, Hp, Wp, c) padded maps -> (B, Hp, Wp, c)."""
+        b, hp, wp, c = q.shape
+        hs, ws = self.window
+        sh, sw = hs // 2, ws // 2
+        if shifted:
+            q, k, v = (jnp.roll(t, (-sh, -sw), axis=(1, 2)) for t in (q, k, v))
+        hd = c // self.heads
+        split = lambda t: to_windows(t, hs, ws).reshape(b, -1, hs * ws, self.heads, hd)
+        qw, kw, vw = split(q * (hd ** -0.5)), split(k), split(v)
+        logits = jnp.einsum('bwihd,bwjhd->bwhij', qw, kw, preferred_element_type=jnp.float32)
+        logits = logits + self.position_bias()
+        if shifted:
+            logits = logits + jnp.asarray(shift_mask(hp, wp, hs, ws, sh, sw))[None, :, None]
+        # exp(logits - max)·v, then divide by the row sums: one pass fewer than softmax-then-matmul.
+        weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+        out = jnp.einsum('bwhij,bwjhd->bwihd', weights.astype(vw.dtype), vw,
+                         preferred_element_type=jnp.float32)
+        out = out / jnp.sum(weights, axis=-1).transpose(0, 1, 3, 2)[..., None]
+        out = from_windows(out.reshape(b, -1, hs * ws, c).astype(q.dtype), hp, wp, hs, ws)
+        if shifted:
+            out = jnp.roll(out, (sh, sw), axis=(1, 2))
+        return out
+
+
+class WindowAttention(nnx.Module):
+    """The WMS block's attention module (`attn.`): qkv, the lcm depthwise term, two branches, proj."""
+
+    def __init__(self, dim: int, num_heads: int, split_size: tuple[int, int], *, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        s0, s1 = split_size
+        if dim % 2:
+            raise ValueError(f"embed_dim must be even (two attention halves), got {dim}")
+        heads = num_heads // 2   # Q8: an odd head count floors.
+        if heads < 1 or (dim // 2) % heads:
+            raise ValueError(f"embed_dim/2 = {dim // 2} must divide into num_heads//2 = {heads} heads")
+        if min(s0, s1) < 2 or max(s0, s1) % min(s0, s1):
+            raise ValueError(f"split_size {split_size}: both ≥ 2 and the larger a multiple of the smaller")
+        self.dim = dim
+        self.pad_to = max(s0, s1)
+        self.qkv = Linear(dim, 3 * dim, names=('embed', 'mlp'), dtype=dtype, rngs=rngs)
+        self.proj = Linear(dim, dim, names=('embed', 'embed'), dtype=dtype, rngs=rngs)
+        self.get_v = DepthwiseConv3x3(dim, dtype=dtype, rngs=rngs)
+        self.attns = nnx.List([WindowBranch(dim // 2, heads, (s0, s1), rngs=rngs),
+                               WindowBranch(dim // 2, heads, (s1, s0), rngs=rngs)])
+
+    def __call__(self, u: jax.Array, hw: tuple[int, int], shifted: bool) -> jax.Array:
+        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C)."""
+        b, l, c = u.shape
+        h, w = hw
+        qkv = self.qkv(u).reshape(b, h, w, 3 * c)
+        q, k, v = jnp.split(qkv, 3, axis=-1)
+        lcm = self.get_v(v)
+        hp, wp = math.ceil(h / self.pad_to) * self.pad_to, math.ceil(w / self.pad_to) * self.pad_to
+        pad = ((0, 0), (0, hp - h), (0, wp - w), (0, 0))
+        q, k, v = (jnp.pad(t, pad) for t in (q, k, v))
+        half = c // 2
+        outs = [branch(q[..., i * half:(i + 1) * half], k[..., i * half:(i + 1) * half],
+                       v[..., i * half:(i + 1) * half], shifted)
+                for i, branch in enumerate(self.attns)]
+        x = jnp.concatenate(outs, axis=-1)[:, :h, :w] + lcm
+        return self.proj(x.reshape(b, l, c))
+
+
+def is_shifted(group: int, block: int) -> bool:
+    """Whether WMS block `block` of residual group `group` uses shifted windows (spec §2)."""
+    if group % 2 == 0:
+        return block > 0 and (block - 2) % 4 == 0
+    return block % 4 == 0
