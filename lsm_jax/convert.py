@@ -168,7 +168,7 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], cfg, source: str = 'we
     """Map a reference state_dict onto the Flax parameter tree of `cfg`; strict, listing all problems."""
     abstract = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
     expected = {'.'.join(map(str, path)): leaf
-                for path, leaf in nnx.state(abstract, nnx.Param).flat_state()}
+                for path, leaf in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
     converted, problems = {}, []
     for torch_key, value in state_dict.items():
         if BUFFER_PATTERN.search(torch_key):

@@ -117,7 +117,8 @@ class LRUCore(nnx.Module):
         return jax.lax.complex(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
 
     def __call__(self, us: jax.Array, mk_a: jax.Array, mk_b: jax.Array, mk_cre: jax.Array,
-                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, impl: str) -> jax.Array:
+                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, impl: str,
+                 debug: dict | None = None) -> jax.Array:
         """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C)."""
         us32 = us.astype(jnp.float32)
         gamma = jnp.exp(self.gamma_log[...])
@@ -127,6 +128,8 @@ class LRUCore(nnx.Module):
         alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
         a = self.eigenvalues() * alpha                                    # (1 or B, L, N)
         h = linear_recurrence(a, x, axis=scan_axis, impl=impl)
+        if debug is not None:
+            debug.update(lru_Bu=x, lru_lambda_eff=jnp.broadcast_to(a, x.shape), lru_states=h)
         ys = (jnp.dot(jnp.real(h) * mk_cre, self.C_re[...].T)
               - jnp.dot(jnp.imag(h) * mk_cim, self.C_im[...].T)
               + jnp.dot(us32, self.D[...].T))

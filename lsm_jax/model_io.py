@@ -55,7 +55,7 @@ def save_model(directory: str | os.PathLike, cfg: ml_collections.ConfigDict, par
     if (directory / PARAMS_DIR).exists() and not overwrite:
         raise CheckpointError(f"{directory}: already holds a checkpoint (pass overwrite=True / --overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
-    pure = params.to_pure_dict() if isinstance(params, nnx.State) else params
+    pure = nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
     pure = jax.tree.map(np.asarray, pure)
     staging = Path(tempfile.mkdtemp(prefix='.params-', dir=directory))
     try:
@@ -96,7 +96,7 @@ def load_model(directory: str | os.PathLike, **overrides) -> tuple[LSM, ml_colle
         cfg[key] = value
     model = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.to_pure_dict())
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state))
     params_dir = (directory / PARAMS_DIR).absolute()
     if not params_dir.exists():
         raise CheckpointError(f"{directory}: no {PARAMS_DIR}/ (incomplete checkpoint)")
@@ -104,6 +104,6 @@ def load_model(directory: str | os.PathLike, **overrides) -> tuple[LSM, ml_colle
         restored = ocp.StandardCheckpointer().restore(params_dir, target)
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"{directory}: parameters do not match {CONFIG_FILE}: {err}") from err
-    state.replace_by_pure_dict(restored)
+    nnx.replace_by_pure_dict(state, restored)
     nnx.update(model, state)
     return model, cfg

@@ -105,7 +105,8 @@ class SemanticLRU(nnx.Module):
         mk_a, mk_b, mk_cre, mk_cim = jnp.split(mk_lru, 4, axis=-1)
         ys = self.lru_core(us, mk_a, mk_b, mk_cre, mk_cim,
                            scan_axis=0 if semantics.scan_axis == 'batch' else 1,
-                           mk_a_batch_mean=semantics.mk_a_batch_mean, impl=semantics.scan_impl)
+                           mk_a_batch_mean=semantics.mk_a_batch_mean, impl=semantics.scan_impl,
+                           debug=debug)
         y = gather_tokens(ys, inverse)
         out = jnp.concatenate([self.out_proj(y), enhanced.astype(y.dtype)], axis=-1)
         if debug is not None:

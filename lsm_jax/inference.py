@@ -1,0 +1,55 @@
+"""Deterministic whole-image inference: the path `upscale` and `evaluate` use.
+
+The model is split once into a graph definition and its parameters; a pure function of
+(parameters, image) is jitted and compiled once per input shape. Categorisation is a plain argmax,
+so the same input gives the same bits on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lsm_jax.model_io import load_model
+from lsm_jax.network import LSM
+
+
+def make_forward(model: LSM):
+    """A jitted pure forward `fn(params, x) -> y` and the model's parameters, for x (B, H, W, 3)."""
+    graphdef, params = nnx.split(model)
+
+    @jax.jit
+    def forward(params, x):
+        return nnx.merge(graphdef, params)(x)
+
+    return forward, params
+
+
+class Upscaler:
+    """Callable super-resolution of one image: (H, W, 3) float32 in [0, 1] -> (sH, sW, 3), unclamped."""
+
+    def __init__(self, model: LSM):
+        self.model = model
+        self.scale = int(model.scale)
+        self._forward, self._params = make_forward(model)
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | os.PathLike, **overrides) -> 'Upscaler':
+        """Load an inference checkpoint directory (see `lsm_jax.model_io`)."""
+        model, _ = load_model(directory, **overrides)
+        return cls(model)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        lr = np.asarray(lr, np.float32)
+        if lr.ndim != 3 or lr.shape[-1] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {lr.shape}")
+        y = self._forward(self._params, jnp.asarray(lr)[None])
+        return np.asarray(y[0])
+
+    def batch(self, lr: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) -> (B, sH, sW, 3). Under `reference` semantics images in a batch interact (Q1)."""
+        return np.asarray(self._forward(self._params, jnp.asarray(lr, jnp.float32)))

@@ -1,0 +1,126 @@
+"""Parity with the authors' code through the converter path (golden fixture, spec §13), and semantics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fixture_checkpoint import fixture_arrays, tiny_checkpoint
+from lsm_jax.model_io import load_model
+
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+@pytest.fixture(scope='module')
+def arrays():
+    return fixture_arrays()
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope='module')
+def reference_run(arrays, checkpoint):
+    model, cfg = load_model(checkpoint)
+    assert cfg.semantics == 'reference'
+    capture = {}
+    with jax.default_matmul_precision('highest'):
+        y = model(jnp.asarray(arrays['io/input'].transpose(NCHW_TO_NHWC)), capture=capture)
+    return np.asarray(y), capture
+
+
+def _max_abs(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def test_output_matches_reference(arrays, reference_run):
+    y, _ = reference_run
+    assert _max_abs(y, arrays['io/output'].transpose(NCHW_TO_NHWC)) <= 1e-4
+
+
+@pytest.mark.parametrize('name', ['act/conv_first', 'act/before_rg', 'act/rg0_blk0_attn', 'act/rg0_blk0'])
+def test_activations_before_first_cml_block(arrays, reference_run, name):
+    ref = arrays[name]
+    ref = ref.transpose(NCHW_TO_NHWC) if ref.ndim == 4 else ref
+    assert _max_abs(reference_run[1][name], ref) <= 1e-5
+
+
+@pytest.mark.parametrize('name', ['act/rg0_blk1', 'act/rg0_blk2', 'act/rg0_blk2_attn', 'act/rg0_blk3', 'act/rg0',
+                                  'act/rg1', 'act/final_norm', 'act/body_plus_skip'])
+def test_later_activations(arrays, reference_run, name):
+    ref = arrays[name]
+    ref = ref.transpose(NCHW_TO_NHWC) if ref.ndim == 4 else ref
+    assert _max_abs(reference_run[1][name], ref) <= 1e-4
+
+
+def test_categories_and_sort_order_identical(arrays, reference_run):
+    cml = reference_run[1]['cml_blocks'][0]
+    np.testing.assert_array_equal(np.asarray(cml['category']), arrays['cml/category'])
+    np.testing.assert_array_equal(np.asarray(cml['sort_idx']), arrays['cml/sort_idx'])
+
+
+@pytest.mark.parametrize('name', ['smu_input', 'Mk', 'lru_input_sorted', 'lru_output_sorted',
+                                  'lru_unsorted_before_out_proj', 'output'])
+def test_cml_intermediates(arrays, reference_run, name):
+    assert _max_abs(reference_run[1]['cml_blocks'][0][name], arrays[f'cml/{name}']) <= 1e-5
+
+
+@pytest.mark.parametrize('ours, theirs', [('lru_Bu', 'lru_Bu'), ('lru_lambda_eff', 'lru_lambda_eff'),
+                                          ('lru_states', 'lru_states')])
+def test_lru_internals_first_sorted_positions(arrays, reference_run, ours, theirs):
+    cml = reference_run[1]['cml_blocks'][0]
+    k = arrays[f'cml/{theirs}_re_first'].shape[1]
+    value = np.asarray(cml[ours])[:, :k]
+    assert _max_abs(value.real, arrays[f'cml/{theirs}_re_first']) <= 1e-5
+    assert _max_abs(value.imag, arrays[f'cml/{theirs}_im_first']) <= 1e-5
+
+
+def test_reference_batch_of_two_matches_reference(arrays, checkpoint):
+    model, _ = load_model(checkpoint)
+    with jax.default_matmul_precision('highest'):
+        y = model(jnp.asarray(arrays['io/input_batch2'].transpose(NCHW_TO_NHWC)))
+    assert _max_abs(y, arrays['io/output_batch2'].transpose(NCHW_TO_NHWC)) <= 1e-4
+
+
+def test_token_axis_scan_matches_alternative_output(arrays, checkpoint):
+    model, _ = load_model(checkpoint, scan_axis='tokens')
+    with jax.default_matmul_precision('highest'):
+        y = model(jnp.asarray(arrays['io/input'].transpose(NCHW_TO_NHWC)))
+    assert _max_abs(y, arrays['alt/output_scan_over_tokens'].transpose(NCHW_TO_NHWC)) <= 1e-4
+
+
+@pytest.mark.parametrize('semantics', ['paper', 'reference'])
+def test_batch_coupling_only_under_reference(arrays, checkpoint, semantics):
+    """Paper: an image's output ignores its batch-mates. Reference: image 1 depends on image 0 (Q1, Q6)."""
+    model, _ = load_model(checkpoint, semantics=semantics)
+    batch = jnp.asarray(arrays['io/input_batch2'].transpose(NCHW_TO_NHWC))
+    with jax.default_matmul_precision('highest'):
+        together = np.asarray(model(batch))
+        alone = np.concatenate([np.asarray(model(batch[i:i + 1])) for i in range(2)])
+    assert _max_abs(together[0], alone[0]) <= 1e-5
+    if semantics == 'paper':
+        assert _max_abs(together[1], alone[1]) <= 1e-5
+    else:
+        assert _max_abs(together[1], alone[1]) > 1e-3
+
+
+def test_any_input_size_and_deterministic(checkpoint):
+    model, _ = load_model(checkpoint, semantics='paper')
+    for h, w in [(1, 1), (7, 5), (9, 33)]:
+        x = jax.random.uniform(jax.random.key(h * w), (1, h, w, 3))
+        y1, y2 = np.asarray(model(x)), np.asarray(model(x))
+        assert y1.shape == (1, 2 * h, 2 * w, 3)
+        assert np.isfinite(y1).all()
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_training_mode_needs_key_and_is_stochastic(checkpoint):
+    model, _ = load_model(checkpoint, semantics='paper')
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
+    with pytest.raises(ValueError, match='PRNG key'):
+        model(x, train=True)
+    a = np.asarray(model(x, train=True, key=jax.random.key(1)))
+    b = np.asarray(model(x, train=True, key=jax.random.key(2)))
+    assert not np.allclose(a, b)
