@@ -1,0 +1,388 @@
+"""The upscale command and its image I/O.
+
+Almost everything runs with a deterministic stand-in for the network (nearest-neighbour
+repetition), so the file handling is checked exactly and fast; one test at the end drives the real
+``Upscaler`` on a tiny checkpoint once the inference module and the checkpoint helper exist.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixture_checkpoint import tiny_checkpoint
+from lsm_jax import upscale
+from lsm_jax.image_io import (
+    ImageReadError,
+    decode_png,
+    encode_png,
+    list_image_files,
+    read_image,
+    to_uint,
+)
+from lsm_jax.upscale import main, resize_alpha, tiled, upscale_file, upscale_paths
+
+S = 2
+
+
+def nearest(x: np.ndarray, s: int = S) -> np.ndarray:
+    """Stand-in network: nearest-neighbour upscaling (output values = input values exactly)."""
+    return np.repeat(np.repeat(x, s, axis=0), s, axis=1)
+
+
+class FakeUpscaler:
+    """Quacks like ``lsm_jax.inference.Upscaler`` for the CLI tests."""
+
+    scale = S
+
+    def __call__(self, lr):
+        return nearest(lr)
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr(upscale, "_load_upscaler", lambda checkpoint: FakeUpscaler())
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    return d
+
+
+def cli(checkpoint, inp, out, *extra) -> list[str]:
+    return ["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out), *extra]
+
+
+def rng_img(shape, dtype=np.uint8, seed=0):
+    hi = np.iinfo(dtype).max
+    return np.random.default_rng(seed).integers(0, hi + 1, shape, dtype=np.int64).astype(dtype)
+
+
+def plain_png(pixels: np.ndarray, interlace: bool = False) -> bytes:
+    """An independent minimal PNG writer (filter type 0 only; optional Adam7) for test inputs."""
+    a = pixels if pixels.ndim == 3 else pixels[..., None]
+    h, w, c = a.shape
+    depth = 8 * a.dtype.itemsize
+    be = a.astype(a.dtype.newbyteorder(">"))
+    passes = [(0, 0, 1, 1)]
+    if interlace:
+        passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2)]
+        passes.append((0, 1, 1, 2))
+    stream = b""
+    for x0, y0, dx, dy in passes:
+        sub = be[y0::dy, x0::dx]
+        if sub.size:
+            stream += b"".join(b"\x00" + row.tobytes() for row in sub)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, int(interlace))
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(stream)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+# ---------------------------------------------------------------------------------------------
+# 8-bit files through upscale_file
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (7, 5)])
+def test_rgb8_sizes_and_exact_values(tmp_path, hw):
+    src = rng_img(hw + (3,))
+    Image.fromarray(src).save(tmp_path / "in.png")
+    out = upscale_file(tmp_path / "in.png", tmp_path / "out", nearest, S)
+    assert out == tmp_path / "out" / "in_x2.png"
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.size == (hw[1] * S, hw[0] * S)
+        # Exact: v/255 -> *255 must round back to v (truncation would lose some values by one).
+        np.testing.assert_array_equal(np.asarray(im), nearest(src))
+
+
+def test_gray8_comes_back_gray_as_channel_mean(tmp_path):
+    src = rng_img((7, 5), seed=1)
+    src[0, 0], src[0, 1] = 0, 255
+    Image.fromarray(src).save(tmp_path / "g.png")
+
+    def tinted(x):
+        # Tilt the channels the way a colour network might; the mean undoes it, BT.601 luma would not.
+        return nearest(x) + np.array([0.1, 0.0, -0.1], np.float32)
+
+    with Image.open(upscale_file(tmp_path / "g.png", tmp_path, tinted, S)) as im:
+        assert im.mode == "L"
+        np.testing.assert_array_equal(np.asarray(im), nearest(src))
+
+
+def test_rgba8_keeps_alpha_resized_bicubic(tmp_path):
+    src = rng_img((7, 5, 4), seed=2)
+    src[..., 3] = np.linspace(0, 255, 35).reshape(7, 5).round().astype(np.uint8)
+    Image.fromarray(src, "RGBA").save(tmp_path / "a.png")
+    with Image.open(upscale_file(tmp_path / "a.png", tmp_path, nearest, S)) as im:
+        assert im.mode == "RGBA" and im.size == (10, 14)
+        out = np.asarray(im)
+    np.testing.assert_array_equal(out[..., :3], nearest(src[..., :3]))
+    expect_alpha = to_uint(resize_alpha(src[..., 3] / np.float32(255), S), 8)
+    np.testing.assert_array_equal(out[..., 3], expect_alpha)
+    # Bicubic, not nearest: a ramp gains in-between values.
+    assert len(np.unique(out[..., 3])) > len(np.unique(src[..., 3]))
+
+
+def test_constant_alpha_and_la(tmp_path):
+    src = rng_img((4, 3, 2), seed=3)
+    src[..., 1] = 77
+    Image.fromarray(src, "LA").save(tmp_path / "la.png")
+    with Image.open(upscale_file(tmp_path / "la.png", tmp_path, nearest, S)) as im:
+        assert im.mode == "LA"
+        out = np.asarray(im)
+    np.testing.assert_array_equal(out[..., 0], nearest(src[..., 0]))
+    assert np.all(out[..., 1] == 77)
+
+
+def test_palette_bilevel_and_colour_key(tmp_path):
+    gray = rng_img((5, 6), seed=4)
+    Image.fromarray(gray).convert("P").save(tmp_path / "pg.png")  # P with a gray palette
+    colour = rng_img((5, 6, 3), seed=5)
+    Image.fromarray(colour).quantize(16).save(tmp_path / "pc.png")
+    Image.fromarray(gray > 128).save(tmp_path / "bw.bmp")
+    rgb_key = colour.copy()
+    Image.fromarray(rgb_key).save(tmp_path / "key.png", transparency=tuple(int(v) for v in colour[0, 0]))
+    modes = {}
+    for name in ("pg.png", "pc.png", "bw.bmp", "key.png"):
+        with Image.open(upscale_file(tmp_path / name, tmp_path / "o", nearest, S)) as im:
+            modes[name] = im.mode
+            if name == "key.png":
+                assert np.asarray(im)[0, 0, 3] == 0 and np.asarray(im)[..., 3].max() == 255
+    assert modes == {"pg.png": "L", "pc.png": "RGB", "bw.bmp": "L", "key.png": "RGBA"}
+
+
+def test_jpeg_webp_and_exif_orientation(tmp_path):
+    src = rng_img((6, 4, 3), seed=6)
+    im = Image.fromarray(src)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    im.save(tmp_path / "w.webp", lossless=True)
+    with Image.open(upscale_file(tmp_path / "r.jpg", tmp_path, nearest, S)) as out:
+        assert out.size == (6 * S, 4 * S)  # displayed orientation: 4 rows, 6 columns
+    with Image.open(upscale_file(tmp_path / "w.webp", tmp_path, nearest, S)) as out:
+        np.testing.assert_array_equal(np.asarray(out), nearest(src))
+
+
+# ---------------------------------------------------------------------------------------------
+# 16-bit
+
+
+def test_gray16_png_in_gray16_png_out(tmp_path):
+    src = rng_img((7, 5), np.uint16, seed=7)
+    Image.fromarray(src).save(tmp_path / "g16.png")  # Pillow writes mode I;16
+    img = read_image(tmp_path / "g16.png")
+    assert img.bit_depth == 16 and img.was_gray and img.alpha is None
+    with Image.open(upscale_file(tmp_path / "g16.png", tmp_path, nearest, S)) as im:
+        assert im.mode == "I;16"
+        np.testing.assert_array_equal(np.asarray(im), nearest(src))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_colour16_png_keeps_all_16_bits(tmp_path, channels):
+    src = rng_img((7, 5, channels), np.uint16, seed=8)
+    if channels in (2, 4):
+        src[..., -1] = 40000  # constant alpha: exact expectation
+    (tmp_path / "c16.png").write_bytes(plain_png(src))
+    with Image.open(tmp_path / "c16.png") as im:
+        # The trap this module exists for: Pillow reads 16-bit colour as 8 bits without a word.
+        assert im.mode in ("RGB", "RGBA", "LA")
+    img = read_image(tmp_path / "c16.png")
+    assert img.bit_depth == 16 and img.was_gray == (channels == 2)
+    np.testing.assert_array_equal(np.rint(img.rgb[..., 0] * 65535), src[..., 0])
+    out = upscale_file(tmp_path / "c16.png", tmp_path, nearest, S)
+    got = decode_png(out.read_bytes())
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, nearest(src))
+    with Image.open(out) as im:  # an independent decoder agrees on the high bytes
+        high = np.asarray(im.convert("LA") if channels == 2 else im)  # Pillow opens 16-bit LA as RGBA
+        np.testing.assert_array_equal(high.reshape(got.shape), (got >> 8).astype(np.uint8))
+
+
+def test_16bit_tiff_rgb_and_gray_alpha(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rgb = rng_img((5, 7, 3), np.uint16, seed=9)
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb, photometric="rgb", compression="zlib")
+    ga = rng_img((5, 7, 2), np.uint16, seed=10)
+    ga[..., 1] = 65535
+    tifffile.imwrite(tmp_path / "ga16.tiff", ga, photometric="minisblack", extrasamples=["unassalpha"])
+    got = decode_png(upscale_file(tmp_path / "rgb16.tif", tmp_path, nearest, S).read_bytes())
+    np.testing.assert_array_equal(got, nearest(rgb))
+    got = decode_png(upscale_file(tmp_path / "ga16.tiff", tmp_path, nearest, S).read_bytes())
+    np.testing.assert_array_equal(got, nearest(ga))
+
+
+def test_to_uint_clamps_and_rounds():
+    x = np.array([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 254.5001 / 255, 1.0, 1.7, np.float32(200 / 255)])
+    np.testing.assert_array_equal(to_uint(x, 8), [0, 0, 0, 1, 255, 255, 255, 200])
+    np.testing.assert_array_equal(to_uint(np.array([0.6 / 65535, 2.0]), 16), [1, 65535])
+    with pytest.raises(ValueError, match="non-finite"):
+        to_uint(np.array([np.nan]), 8)
+
+
+def test_clamped_model_output(tmp_path):
+    Image.fromarray(rng_img((3, 3, 3))).save(tmp_path / "x.png")
+    wild = lambda x: np.where(nearest(x) > 0.5, 1.7, -0.3)  # noqa: E731 - outside [0, 1]
+    with Image.open(upscale_file(tmp_path / "x.png", tmp_path, wild, S)) as im:
+        assert set(np.unique(np.asarray(im))) <= {0, 255}
+
+
+# ---------------------------------------------------------------------------------------------
+# PNG codec
+
+
+def test_png_codec_round_trips_and_reads_other_encoders():
+    yy, xx = np.mgrid[0:40, 0:50]
+    smooth = np.stack([xx * 1000, yy * 1500, (xx * yy * 30) % 65536], axis=-1)
+    img16 = (smooth + rng_img((40, 50, 3), np.uint16) % 300).astype(np.uint16)  # all filter types
+    np.testing.assert_array_equal(decode_png(encode_png(img16)), img16)
+    for c in (1, 2, 3, 4):
+        img8 = rng_img((9, 11, c), seed=c)
+        np.testing.assert_array_equal(decode_png(encode_png(img8)), img8)
+        buf = io.BytesIO()
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
+        Image.fromarray(img8.squeeze(-1) if c == 1 else img8, mode).save(buf, "PNG")
+        np.testing.assert_array_equal(decode_png(buf.getvalue()), img8)  # Pillow's adaptive filters
+    for shape in [(1, 1, 3), (9, 13, 3), (3, 2, 4)]:  # Adam7, including empty passes
+        img = rng_img(shape, np.uint16, seed=11)
+        np.testing.assert_array_equal(decode_png(plain_png(img, interlace=True)), img)
+
+
+def test_png_codec_rejects_corruption():
+    data = bytearray(encode_png(rng_img((4, 4, 3), np.uint16)))
+    with pytest.raises(ValueError, match="truncated"):
+        decode_png(bytes(data[:-30]))
+    data[40] ^= 0xFF
+    with pytest.raises(ValueError, match="CRC"):
+        decode_png(bytes(data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders, the CLI and failures
+
+
+def test_list_image_files_case_insensitive(tmp_path):
+    names = ("b.PNG", "a.JpEg", "c.tif", "d.TIFF", "e.webp", "f.bmp", "g.jpg", "notes.txt", ".h.png")
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()
+    names = [p.name for p in list_image_files(tmp_path)]
+    assert names == ["a.JpEg", "b.PNG", "c.tif", "d.TIFF", "e.webp", "f.bmp", "g.jpg"]
+
+
+def test_folder_with_corrupt_file(tmp_path, ckpt, fake_model, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(rng_img((5, 4, 3))).save(d / "a.png")
+    Image.fromarray(rng_img((3, 6, 3))).save(d / "b.JPG")
+    (d / "c.png").write_bytes(b"this is not a PNG")
+    good = (d / "a.png").read_bytes()
+    (d / "d.png").write_bytes(good[: len(good) // 2])  # truncated
+    (d / "README.txt").write_text("not an image")
+    out = tmp_path / "out" / "nested"
+    rc = main(cli(ckpt, d, out))
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png", "b_x2.png"]
+    err = capsys.readouterr().err
+    bad_lines = [line for line in err.splitlines() if line.startswith(str(d))]
+    assert len(bad_lines) == 2
+    assert bad_lines[0].startswith(f"{d / 'c.png'}: ") and bad_lines[1].startswith(f"{d / 'd.png'}: ")
+    assert "README" not in "".join(bad_lines) and "1 non-image" in err
+
+
+def test_upscale_paths_reports_and_continues(tmp_path):
+    Image.fromarray(rng_img((2, 2, 3))).save(tmp_path / "a.png")
+    Image.fromarray(rng_img((2, 2, 3))).save(tmp_path / "a.jpg")  # same output name
+    (tmp_path / "z.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    lines = []
+    failures = upscale_paths(
+        [tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "z.png", tmp_path / "gone.png"],
+        tmp_path / "o", nearest, S, report=lines.append,
+    )
+    assert [p.name for p, _ in failures] == ["a.png", "z.png", "gone.png"]
+    assert "already used by a.jpg" in failures[0][1] and "no such file" in failures[2][1]
+    assert lines == [f"{p}: {why}" for p, why in failures]
+    assert (tmp_path / "o" / "a_x2.png").exists()
+    with pytest.raises(ImageReadError, match="z.png"):
+        read_image(tmp_path / "z.png")
+
+
+def test_missing_input_or_checkpoint_is_one_line(tmp_path, ckpt):
+    Image.fromarray(rng_img((2, 2, 3))).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as e:
+        main(cli(ckpt, tmp_path / "nope.png", tmp_path / "o"))
+    assert "input not found" in str(e.value.code) and "\n" not in str(e.value.code)
+    with pytest.raises(SystemExit) as e:
+        main(cli(tmp_path / "no_ckpt", tmp_path / "a.png", tmp_path / "o"))
+    assert "checkpoint not found" in str(e.value.code) and "no_ckpt" in str(e.value.code)
+
+
+def test_same_input_same_bits(tmp_path, ckpt, fake_model):
+    src = rng_img((7, 5, 4), seed=12)
+    src[..., 3] = rng_img((7, 5), seed=13)
+    Image.fromarray(src, "RGBA").save(tmp_path / "a.png")
+    for out in ("o1", "o2"):
+        assert main(cli(ckpt, tmp_path / "a.png", tmp_path / out, "--quiet")) == 0
+    assert (tmp_path / "o1" / "a_x2.png").read_bytes() == (tmp_path / "o2" / "a_x2.png").read_bytes()
+
+
+def test_tiling_is_seamless_for_a_local_model():
+    lr = np.random.default_rng(0).random((37, 23, 3), dtype=np.float32)
+    seen = []
+
+    def fn(x):
+        seen.append(x.shape)
+        return nearest(x)
+
+    np.testing.assert_array_equal(tiled(fn, S, tile=10, overlap=3)(lr), nearest(lr))
+    assert set(seen) == {(10, 10, 3)}  # one shape: one compilation for a jitted model
+    for length, tile, overlap in [(37, 10, 3), (10, 10, 3), (5, 10, 3), (11, 4, 5), (100, 16, 0)]:
+        wins = upscale._windows(length, tile, overlap)
+        assert wins[0][1] == 0 and wins[-1][2] == length
+        assert all(a[2] == b[1] for a, b in zip(wins, wins[1:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end with the real model
+
+
+def test_end_to_end_real_checkpoint(tmp_path_factory, tmp_path):
+    """The real tiny network on 1×1, 7×5, gray, RGBA and 16-bit inputs, plus bit-exact reruns."""
+    ckpt_dir = tiny_checkpoint(tmp_path_factory)
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(rng_img((1, 1, 3), seed=13)).save(d / "one.png")
+    Image.fromarray(rng_img((7, 5, 3), seed=14)).save(d / "rgb.png")
+    (d / "same.png").write_bytes((d / "rgb.png").read_bytes())
+    Image.fromarray(rng_img((7, 5), seed=15)).save(d / "gray.png")
+    Image.fromarray(rng_img((7, 5, 4), seed=16), mode="RGBA").save(d / "rgba.png")
+    gray16 = (np.random.default_rng(17).random((7, 5)) * 65535).astype(np.uint16)
+    Image.fromarray(gray16).save(d / "deep.png")
+    assert main(cli(ckpt_dir, d, tmp_path / "o1", "--quiet")) == 0
+    out = tmp_path / "o1"
+    with Image.open(out / "one_x2.png") as im:
+        assert im.mode == "RGB" and im.size == (2, 2)
+    with Image.open(out / "rgb_x2.png") as im:
+        assert im.mode == "RGB" and im.size == (10, 14)
+    with Image.open(out / "gray_x2.png") as im:
+        assert im.mode == "L" and im.size == (10, 14)
+    with Image.open(out / "rgba_x2.png") as im:
+        assert im.mode == "RGBA" and im.size == (10, 14)
+    with Image.open(out / "deep_x2.png") as im:
+        assert im.mode == "I;16" and im.size == (10, 14)
+    assert (out / "same_x2.png").read_bytes() == (out / "rgb_x2.png").read_bytes()
+    # A second run (fresh model load) gives the same bits.
+    assert main(cli(ckpt_dir, d / "rgb.png", tmp_path / "o2", "--quiet")) == 0
+    assert (tmp_path / "o2" / "rgb_x2.png").read_bytes() == (out / "rgb_x2.png").read_bytes()
