@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -99,45 +97,27 @@ def test_summary_uses_paper_column_order():
     assert cols == ["Method", "Scale", "Set5", "BSD100", "Urban100", "Mine"]
 
 
-def test_checkpoint_branch_with_stub_upscaler(tmp_path, monkeypatch, capsys):
-    """--checkpoint goes through lsm_jax.inference.Upscaler; a scale mismatch is a clear error.
+def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
+    """--checkpoint with the converted tiny network; a scale mismatch and a bad path are clear errors."""
+    from fixture_checkpoint import tiny_checkpoint
 
-    A stub module stands in for the real one, so this runs whether or not it exists yet.
-    """
-
-    class StubUpscaler:
-        def __init__(self, scale):
-            self.scale = scale
-
-        @classmethod
-        def from_checkpoint(cls, path):
-            if not Path(path).is_dir():
-                raise FileNotFoundError(path)
-            return cls(int(Path(path).name[-1]))
-
-        def __call__(self, lr):
-            from lsm_jax.imresize import imresize
-
-            return np.asarray(imresize(lr, float(self.scale)))
-
-    monkeypatch.setitem(sys.modules, "lsm_jax.inference", types.SimpleNamespace(Upscaler=StubUpscaler))
-    root = _small_benchmark(tmp_path, names=("butterfly",))
-    (tmp_path / "ckpt_x2").mkdir()
-    (tmp_path / "ckpt_x4").mkdir()
-    with pytest.raises(SystemExit, match=r"ckpt_x2 is a x2 model but --scale is 4"):
-        evaluate.main(["--checkpoint", str(tmp_path / "ckpt_x2"), "--data", str(root), "--scale", "4"])
-    with pytest.raises(SystemExit, match=r"ckpt_x9: cannot load"):
-        evaluate.main(["--checkpoint", str(tmp_path / "ckpt_x9"), "--data", str(root), "--scale", "4"])
-    res = evaluate.main(["--checkpoint", str(tmp_path / "ckpt_x4"), "--data", str(root), "--scale", "4",
-                         "--no-progress"])
-    assert res[0]["images"][0]["name"] == "butterfly" and res[0]["psnr"] > 20
-    assert "ckpt_x4" in capsys.readouterr().out
-
-
-def test_real_checkpoint_module_importable_when_present():
-    """Placeholder until the lead wires a real checkpoint test: the module exposes Upscaler."""
-    inference = pytest.importorskip("lsm_jax.inference")
-    assert hasattr(inference.Upscaler, "from_checkpoint")
+    ckpt = tiny_checkpoint(tmp_path_factory)
+    hr = tmp_path / "Tiny" / "HR"
+    hr.mkdir(parents=True)
+    full = read_image(SET5 / "HR" / "butterfly.png")
+    write_png(hr / "a.png", full[:24, :30])
+    write_png(hr / "b.png", full[40:64, 50:80])   # same size: one compilation
+    with pytest.raises(SystemExit, match=r"is a x2 model but --scale is 4"):
+        evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "4"])
+    with pytest.raises(SystemExit, match=r"absent: cannot load"):
+        evaluate.main(["--checkpoint", str(tmp_path / "absent"), "--data", str(tmp_path / "Tiny"),
+                       "--scale", "2"])
+    res = evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "2",
+                         "--no-progress", "--json", str(tmp_path / "r.json")])
+    assert [im["name"] for im in res[0]["images"]] == ["a", "b"]
+    assert all(np.isfinite(im["psnr"]) and 0 < im["ssim"] <= 1 for im in res[0]["images"])
+    assert json.loads((tmp_path / "r.json").read_text())["datasets"][0]["dataset"] == "Tiny"
+    assert "| ckpt " in capsys.readouterr().out
 
 
 def test_make_lr_cli_reproduces_set5_and_reports_bad_files(tmp_path, capsys):
