@@ -7,7 +7,13 @@ an associative scan over pairs (a, x) with (a_i, x_i) ∘ (a_j, x_j) = (a_j·a_i
   'associative'  jax.lax.associative_scan (the LRU paper's parallel form);
   'sequential'   jax.lax.scan, one step at a time: the oracle the others are tested against;
   'chunked'      sequential within chunks of `chunk` steps, associative across chunk summaries:
-                 far fewer ops than the full associative scan, and log-depth across chunks.
+                 far fewer ops than the full associative scan, and log-depth across chunks;
+  'auto'         'sequential' when JAX's default backend is the CPU, 'associative' otherwise.
+
+On XLA:CPU the plain sequential loop is the fastest and compiles in a fraction of the time
+(measured at B=1, N=32 complex64: L=4096 0.22 ms vs 1.0 ms associative / chunked; L=16384 0.8 ms vs
+6 ms; compile 0.08 s vs 1.9-2.4 s). On GPUs the associative scan is far faster than the loop.
+A scanned axis of length 1 (the reference semantics at batch 1) is the identity: h = x.
 
 The axis is a parameter because the reference scans the *batch* axis (Q1) while the paper scans
 the tokens; `lsm_jax.smu` picks it from the semantics.
@@ -23,7 +29,7 @@ from flax import nnx
 
 from lsm_jax.layers import param
 
-SCAN_IMPLS = ('associative', 'sequential', 'chunked')
+SCAN_IMPLS = ('associative', 'sequential', 'chunked', 'auto')
 
 
 def _combine(left, right):
@@ -76,6 +82,10 @@ def linear_recurrence(a: jax.Array, x: jax.Array, *, axis: int, impl: str = 'ass
     if impl not in SCAN_IMPLS:
         raise ValueError(f"scan_impl must be one of {SCAN_IMPLS}, got {impl!r}")
     a, x = jnp.broadcast_arrays(a, x)
+    if a.shape[axis] == 1:       # h_0 = x_0: nothing to scan (static shape check, exact)
+        return x
+    if impl == 'auto':
+        impl = 'sequential' if jax.default_backend() == 'cpu' else 'associative'
     if impl == 'associative':
         return jax.lax.associative_scan(_combine, (a, x), axis=axis)[1]
     a, x = jnp.moveaxis(a, axis, 0), jnp.moveaxis(x, axis, 0)
@@ -124,13 +134,20 @@ class LRUCore(nnx.Module):
         gamma = jnp.exp(self.gamma_log[...])
         bu_re = jnp.dot(us32, (gamma[:, None] * self.B_re[...]).T)       # (B, L, N)
         bu_im = jnp.dot(us32, (gamma[:, None] * self.B_im[...]).T)
-        x = jax.lax.complex(mk_b * bu_re, mk_b * bu_im)
-        alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
-        a = self.eigenvalues() * alpha                                    # (1 or B, L, N)
-        h = linear_recurrence(a, x, axis=scan_axis, impl=impl)
-        if debug is not None:
-            debug.update(lru_Bu=x, lru_lambda_eff=jnp.broadcast_to(a, x.shape), lru_states=h)
-        ys = (jnp.dot(jnp.real(h) * mk_cre, self.C_re[...].T)
-              - jnp.dot(jnp.imag(h) * mk_cim, self.C_im[...].T)
+        x_re, x_im = mk_b * bu_re, mk_b * bu_im
+        if us.shape[scan_axis] == 1 and debug is None:
+            # Nothing to scan (the reference semantics at batch 1): h = x, exactly, and λ/Mk_A are
+            # dead. Stay in real arithmetic.
+            h_re, h_im = x_re, x_im
+        else:
+            x = jax.lax.complex(x_re, x_im)
+            alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
+            a = self.eigenvalues() * alpha                                    # (1 or B, L, N)
+            h = linear_recurrence(a, x, axis=scan_axis, impl=impl)
+            if debug is not None:
+                debug.update(lru_Bu=x, lru_lambda_eff=jnp.broadcast_to(a, x.shape), lru_states=h)
+            h_re, h_im = jnp.real(h), jnp.imag(h)
+        ys = (jnp.dot(h_re * mk_cre, self.C_re[...].T)
+              - jnp.dot(h_im * mk_cim, self.C_im[...].T)
               + jnp.dot(us32, self.D[...].T))
         return ys.astype(us.dtype)

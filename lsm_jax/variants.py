@@ -20,7 +20,6 @@ SEMANTICS = {
     # modulated by its own Mk, gathered into the sorted order together with the tokens.
     "paper": dict(scan_axis="tokens", mk_a_batch_mean=False, modulation_order="sorted"),
 }
-SCAN_IMPLS = ("associative", "sequential", "chunked")
 
 
 def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
@@ -46,7 +45,7 @@ def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
             scan_axis=ml_collections.FieldReference(None, field_type=str),
             mk_a_batch_mean=ml_collections.FieldReference(None, field_type=bool),
             modulation_order=ml_collections.FieldReference(None, field_type=str),
-            scan_impl="associative",
+            scan_impl="auto",   # see lsm_jax.lru: sequential on CPU, associative elsewhere
             remat=False,
             dtype="float32",
         )
