@@ -191,7 +191,7 @@ def _cpu_device():
     _pin_jax_to_cpu_in_worker()
     import jax
 
-    return jax.devices("cpu")[0]
+    return jax.local_devices(backend="cpu")[0]
 
 
 def lr_from_hr_crop(hr: np.ndarray, scale: int) -> np.ndarray:

@@ -64,10 +64,11 @@ def save_model(directory: str | os.PathLike, cfg: ml_collections.ConfigDict, par
         checkpointer.wait_until_finished()
         tmp_cfg = staging / CONFIG_FILE
         tmp_cfg.write_text(config_to_json(cfg))
-        old = directory / PARAMS_DIR
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(staging / PARAMS_DIR, old)
+        target = directory / PARAMS_DIR
+        if target.exists():
+            # Move the old weights aside first: a kill at any point leaves either them or the new ones.
+            os.replace(target, staging / 'replaced')
+        os.replace(staging / PARAMS_DIR, target)
         os.replace(tmp_cfg, directory / CONFIG_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

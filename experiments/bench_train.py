@@ -1,0 +1,147 @@
+r"""Training-step benchmark: one JSON object per case on stdout (and optionally a CSV).
+
+    python experiments/bench_train.py                       # every case (slow on a CPU)
+    python experiments/bench_train.py --quick               # LSM-light x2, batch 4, 48×48, float32
+    python experiments/bench_train.py --cases light_b4_p48 --semantics reference --dtypes float32
+    python experiments/bench_train.py --csv bench_train.csv
+
+Cases (x2, LR patch side p): lsm_s_b4_p64, lsm_s_b16_p64, light_b16_p64, light_b4_p48; each under
+`paper` and `reference` semantics, in float32 and bfloat16 compute (parameters and optimizer state
+stay float32). A case is the full jitted step of `lsm_jax.train` (forward, L1 loss, backward,
+AdamW, EMA) on a synthetic batch over all local devices, measured after compilation: `step_s` is
+the median of `--steps` timed steps. `peak_bytes` is the device allocator's peak where the
+platform reports one (GPU/TPU; each case runs in its own process so peaks do not mix), and
+`compiled_bytes` XLA's static estimate (arguments + outputs + temporaries) everywhere.
+
+Anchors (notes/performance.md): the authors' PyTorch code takes 4.33 s per step for LSM-light x2
+at batch 4, 48×48 on the 2-core CPU, and 462 ms for LSM-S x2 at batch 16 (fp32) on one H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = {  # name: (config file, batch, LR patch)
+    "lsm_s_b4_p64": ("lsm_s", 4, 64),
+    "lsm_s_b16_p64": ("lsm_s", 16, 64),
+    "light_b16_p64": ("lsm_light", 16, 64),
+    "light_b4_p48": ("lsm_light", 4, 48),
+}
+FIELDS = ("case", "model", "scale", "batch", "patch", "semantics", "dtype", "scan_impl", "remat", "devices",
+          "platform", "step_s", "img_per_s", "compile_s", "peak_bytes", "compiled_bytes")
+
+
+def _config(variant: str, batch: int, patch: int, semantics: str, dtype: str, scan_impl: str, remat: bool):
+    sys.path.insert(0, str(REPO))
+    spec = importlib.util.spec_from_file_location(f"cfg_{variant}", REPO / "configs" / f"{variant}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("x2_scratch")
+    config.batch_size, config.patch_size = batch, patch
+    config.model.update(semantics=semantics, dtype=dtype, remat=remat)
+    if scan_impl:
+        config.model.scan_impl = scan_impl
+    return config
+
+
+def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, remat: bool) -> dict:
+    """Times one case in this process."""
+    import jax
+    import numpy as np
+
+    from lsm_jax import sharding, train
+
+    variant, batch, patch = CASES[name]
+    config = _config(variant, batch, patch, semantics, dtype, scan_impl, remat)
+    mesh = sharding.make_mesh(-1, 1, 1)
+    parts = train.build(config, mesh)
+    state = parts.init()
+    rng = np.random.default_rng(0)
+    s = int(config.model.upscale)
+    local = {"lq": rng.random((batch, patch, patch, 3), np.float32),
+             "gt": rng.random((batch, patch * s, patch * s, 3), np.float32)}
+    batch_arrays = sharding.global_batch(local, mesh)
+    t0 = time.perf_counter()
+    compiled = parts.step.lower(state, batch_arrays).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    compiled_bytes = None
+    if mem is not None:
+        compiled_bytes = int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+                             - mem.alias_size_in_bytes)
+    state, metrics = compiled(state, batch_arrays)  # one untimed step: first-run allocations
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, batch_arrays)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    stats = jax.local_devices()[0].memory_stats() or {}
+    step_s = float(np.median(times))
+    return dict(case=name, model=variant, scale=s, batch=batch, patch=patch, semantics=semantics, dtype=dtype,
+                scan_impl=config.model.scan_impl, remat=remat, devices=jax.device_count(),
+                platform=jax.devices()[0].platform, step_s=round(step_s, 5), img_per_s=round(batch / step_s, 3),
+                compile_s=round(compile_s, 2), peak_bytes=stats.get("peak_bytes_in_use"),
+                compiled_bytes=compiled_bytes)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--semantics", nargs="+", default=["paper", "reference"], choices=["paper", "reference"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per case (median reported)")
+    parser.add_argument("--scan_impl", default="", help="override the network's scan_impl")
+    parser.add_argument("--remat", action="store_true", help="rematerialise each block")
+    parser.add_argument("--quick", action="store_true", help="light_b4_p48 only, float32, both semantics, 5 steps")
+    parser.add_argument("--csv", default="", help="also write the rows to this CSV file")
+    parser.add_argument("--in_process", action="store_true", help="run the cases in this process")
+    parser.add_argument("--_one", nargs=3, metavar=("CASE", "SEMANTICS", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be ≥ 1")
+    if args._one:
+        print(json.dumps(run_case(*args._one, args.steps, args.scan_impl, args.remat)), flush=True)
+        return 0
+    if args.quick:
+        args.cases, args.dtypes, args.steps = ["light_b4_p48"], ["float32"], min(args.steps, 5)
+    rows = []
+    for name in args.cases:
+        for semantics in args.semantics:
+            for dtype in args.dtypes:
+                if args.in_process:
+                    row = run_case(name, semantics, dtype, args.steps, args.scan_impl, args.remat)
+                else:  # a fresh process per case: clean allocator peaks and no cross-case interference
+                    cmd = [sys.executable, __file__, "--_one", name, semantics, dtype, "--steps", str(args.steps)]
+                    cmd += ["--scan_impl", args.scan_impl] if args.scan_impl else []
+                    cmd += ["--remat"] if args.remat else []
+                    out = subprocess.run(cmd, capture_output=True, text=True,
+                                         env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}"
+                                                  f"{os.environ.get('PYTHONPATH', '')}"))
+                    if out.returncode:
+                        tail = out.stderr.strip().splitlines()[-1:] or ["?"]
+                        row = dict(case=name, semantics=semantics, dtype=dtype, error=tail[0])
+                    else:
+                        row = json.loads(out.stdout.strip().splitlines()[-1])
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS + ("error",), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
