@@ -124,3 +124,43 @@ def test_training_mode_needs_key_and_is_stochastic(checkpoint):
     a = np.asarray(model(x, train=True, key=jax.random.key(1)))
     b = np.asarray(model(x, train=True, key=jax.random.key(2)))
     assert not np.allclose(a, b)
+
+
+def _small_config(**overrides):
+    from lsm_jax.variants import network_config
+    cfg = network_config('tiny', 2)
+    cfg.update(embed_dim=32, depth=[2, 2], num_heads=[2, 2], semantics='paper', **overrides)
+    return cfg
+
+
+def _loss_and_grads(cfg, x, y):
+    from flax import nnx
+    from lsm_jax.network import LSM
+    graphdef, params = nnx.split(LSM(cfg, rngs=nnx.Rngs(3)))
+
+    def loss(p):
+        return jnp.mean(jnp.abs(nnx.merge(graphdef, p)(x, train=True, key=jax.random.key(5)) - y))
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+
+def test_rematerialisation_keeps_loss_and_gradients():
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 12, 3))
+    y = jax.random.uniform(jax.random.key(1), (2, 16, 24, 3))
+    with jax.default_matmul_precision('highest'):
+        loss, grads = _loss_and_grads(_small_config(), x, y)
+        loss_remat, grads_remat = _loss_and_grads(_small_config(remat=True), x, y)
+    assert abs(float(loss) - float(loss_remat)) <= 1e-6
+    for g, g_remat in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
+        np.testing.assert_allclose(np.asarray(g_remat), np.asarray(g), rtol=1e-4, atol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+    from flax import nnx
+    from lsm_jax.network import LSM
+    x = jax.random.uniform(jax.random.key(0), (1, 8, 12, 3))
+    m32 = LSM(_small_config(), rngs=nnx.Rngs(3))
+    m16 = LSM(_small_config(dtype='bfloat16'), rngs=nnx.Rngs(3))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(m16, nnx.Param)))
+    y32, y16 = np.asarray(m32(x)), np.asarray(m16(x))
+    assert y16.dtype == np.float32 and np.isfinite(y16).all()
+    assert 0 < np.abs(y16 - y32).max() < 0.1
