@@ -11,7 +11,9 @@ stay float32). A case is the full jitted step of `lsm_jax.train` (forward, L1 lo
 AdamW, EMA) on a synthetic batch over all local devices, measured after compilation: `step_s` is
 the median of `--steps` timed steps. `peak_bytes` is the device allocator's peak where the
 platform reports one (GPU/TPU; each case runs in its own process so peaks do not mix), and
-`compiled_bytes` XLA's static estimate (arguments + outputs + temporaries) everywhere.
+`compiled_bytes` XLA's static estimate (arguments + outputs + temporaries) everywhere. The
+baseline measured in the same run is the device's large float32 matmul speed (`matmul_gflops`):
+`floor_s = gflop / matmul_gflops` (FLOPs from XLA's cost analysis) and `step_over_floor`.
 
 Anchors (notes/performance.md): the authors' PyTorch code takes 4.33 s per step for LSM-light x2
 at batch 4, 48×48 on the 2-core CPU, and 462 ms for LSM-S x2 at batch 16 (fp32) on one H100.
@@ -37,7 +39,8 @@ CASES = {  # name: (config file, batch, LR patch)
     "light_b4_p48": ("lsm_light", 4, 48),
 }
 FIELDS = ("case", "model", "scale", "batch", "patch", "semantics", "dtype", "scan_impl", "remat", "devices",
-          "platform", "step_s", "img_per_s", "compile_s", "peak_bytes", "compiled_bytes")
+          "platform", "step_s", "img_per_s", "compile_s", "gflop", "matmul_gflops", "floor_s", "step_over_floor",
+          "peak_bytes", "compiled_bytes")
 
 
 def _config(variant: str, batch: int, patch: int, semantics: str, dtype: str, scan_impl: str, remat: bool):
@@ -88,10 +91,19 @@ def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, 
         times.append(time.perf_counter() - t0)
     stats = jax.local_devices()[0].memory_stats() or {}
     step_s = float(np.median(times))
+    # Baseline measured in the same run: this device's large-matmul speed gives the step's floor.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_inference import matmul_gflops
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    gflop = float((cost or {}).get("flops", float("nan"))) / 1e9
+    baseline = matmul_gflops(jax.devices()[0])[0]
     return dict(case=name, model=variant, scale=s, batch=batch, patch=patch, semantics=semantics, dtype=dtype,
                 scan_impl=config.model.scan_impl, remat=remat, devices=jax.device_count(),
                 platform=jax.devices()[0].platform, step_s=round(step_s, 5), img_per_s=round(batch / step_s, 3),
-                compile_s=round(compile_s, 2), peak_bytes=stats.get("peak_bytes_in_use"),
+                compile_s=round(compile_s, 2), gflop=round(gflop, 2), matmul_gflops=round(baseline, 1),
+                floor_s=round(gflop / baseline, 4), step_over_floor=round(step_s * baseline / gflop, 2),
+                peak_bytes=stats.get("peak_bytes_in_use"),
                 compiled_bytes=compiled_bytes)
 
 
