@@ -10,8 +10,6 @@ even positions) and a CML block (semantic LRU + gated MLP, odd positions).
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,7 +102,8 @@ class ResidualGroup(nnx.Module):
                 capture[f'{prefix}_blk{j}'] = t
                 if 'attn' in debug:
                     capture[f'{prefix}_blk{j}_attn'] = debug['attn']
-                capture.setdefault('cml_blocks', []).append(debug) if 'Mk' in debug else None
+                if 'Mk' in debug:
+                    capture.setdefault('cml_blocks', []).append(debug)
         return res + self.conv(t.reshape(b, *hw, c)).reshape(b, l, c)
 
 
@@ -194,8 +193,3 @@ def count_parameters(cfg) -> int:
     abstract = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
-
-def model_summary(cfg) -> dict[str, Any]:
-    """A short description of a network config: arch, scale, semantics and parameter count."""
-    return dict(arch=cfg.arch, scale=int(cfg.upscale), semantics=cfg.semantics,
-                params=count_parameters(cfg), **resolve_semantics(cfg))
