@@ -20,7 +20,7 @@ embedded scikit-image photographs: 1600 steps reach 35.36 dB on Set5 x2 (bicubic
     python -m lsm_jax.train --config configs/lsm_light.py:tiny --workdir runs/tiny_light
 """
 
-from lsm_jax import recipes
+from lsm_jax.training import recipes
 
 _DIV2K = dict(source="paired", hr_dir="datasets/DIV2K/DIV2K_train_HR",
               lr_dir="datasets/DIV2K/DIV2K_train_LR_bicubic/X{scale}", filename_tmpl="{}x{scale}",

@@ -17,7 +17,7 @@ keeps their 4-image recurrence groups. The finetune LR patch is 96.
     python -m lsm_jax.train --config configs/lsm_s.py:tiny --workdir runs/tiny_lsm_s
 """
 
-from lsm_jax import recipes
+from lsm_jax.training import recipes
 
 _DF2K = dict(source="paired", hr_dir="datasets/DF2K/HR", lr_dir="datasets/DF2K/LR_bicubic/X{scale}",
              filename_tmpl="{}x{scale}", num_workers=8)

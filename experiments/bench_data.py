@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lsm_jax import data  # noqa: E402
-from lsm_jax.image_files import write_png  # noqa: E402
-from lsm_jax.make_lr import make_lr_image  # noqa: E402
+from lsm_jax.data import pipeline as data  # noqa: E402
+from lsm_jax.data.image_files import write_png  # noqa: E402
+from lsm_jax.data.make_lr import make_lr_image  # noqa: E402
 
 
 def _make_folder(root: Path, scale: int) -> None:
@@ -63,7 +63,7 @@ def bench_resize(shape: tuple[int, int, int], scale: int, seconds: float) -> tup
     """(imresize images/s, Pillow images/s, imresize first-call seconds) for uint8 ``shape`` / scale."""
     from PIL import Image
 
-    from lsm_jax.imresize import imresize
+    from lsm_jax.data.imresize import imresize
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, shape, dtype=np.uint8)

@@ -41,9 +41,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from lsm_jax.inference import make_forward  # noqa: E402
-from lsm_jax.network import LSM  # noqa: E402
-from lsm_jax.variants import network_config  # noqa: E402
+from lsm_jax.inference.forward import make_forward  # noqa: E402
+from lsm_jax.model.network import LSM  # noqa: E402
+from lsm_jax.model.variants import network_config  # noqa: E402
 
 # name -> (variant, scale, LR side)
 CASES = {

@@ -61,12 +61,12 @@ def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, 
     import jax
     import numpy as np
 
-    from lsm_jax import sharding, train
+    from lsm_jax.training import sharding, step as train_step
 
     variant, batch, patch = CASES[name]
     config = _config(variant, batch, patch, semantics, dtype, scan_impl, remat)
     mesh = sharding.make_mesh(-1, 1, 1)
-    parts = train.build(config, mesh)
+    parts = train_step.build(config, mesh)
     state = parts.init()
     rng = np.random.default_rng(0)
     s = int(config.model.upscale)

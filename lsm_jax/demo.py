@@ -42,7 +42,7 @@ def plot_curves(workdir: Path, bicubic_psnr: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lsm_jax.tb_logging import read_history
+    from lsm_jax.training.reporting import read_history
 
     history = read_history(workdir)
     loss = [(r["step"], r["train/loss"]) for r in history if r.get("train/loss") is not None]
@@ -92,17 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from lsm_jax import train
-    from lsm_jax.evaluate import bicubic_upscaler, evaluate_folder
-    from lsm_jax.inference import Upscaler
-    from lsm_jax.validation import crops
+    from lsm_jax.training import cli, loop
+    from lsm_jax.evaluation.scoring import bicubic_upscaler, evaluate_folder
+    from lsm_jax.inference.forward import Upscaler
+    from lsm_jax.training.validation import crops
 
     config = load_tiny_config()
     if args.steps:
         config.total_steps = args.steps
     if overrides:  # --config.key=value, checked exactly as the train command checks them
         try:
-            config, _ = train.parse_args(["demo", f"--config={REPO}/configs/lsm_light.py:tiny", "--workdir=-",
+            config, _ = cli.parse_args(["demo", f"--config={REPO}/configs/lsm_light.py:tiny", "--workdir=-",
                                           *overrides])
         except ValueError as err:
             print(f"lsm_jax.demo: error: {err}", file=sys.stderr)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"[demo] training the tiny LSM-light ({config.model.semantics} semantics) for {config.total_steps} "
           f"steps: batch {config.batch_size} of {config.patch_size}×{config.patch_size} LR patches")
-    summary = train.train_and_evaluate(config, workdir)
+    summary = loop.train_and_evaluate(config, workdir)
 
     print("[demo] scoring the exported EMA weights and bicubic on Set5 x2")
     model_dir = workdir / "export" / "latest"

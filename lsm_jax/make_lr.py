@@ -1,108 +1,15 @@
-"""Make MATLAB-bicubic LR images: ``python -m lsm_jax.make_lr --hr DIR --scale S --out DIR``.
+"""`python -m lsm_jax.make_lr` and `lsm-make-lr`: MATLAB-bicubic LR folders (`lsm_jax.data.make_lr`)."""
 
-Writes ``{stem}x{S}.png`` for every image in ``--hr`` (BasicSR/SwinIR/DIV2K
-layout). As in the scripts that made the benchmark sets, each HR is first
-cropped to a multiple of S (``modcrop``) and then downscaled by 1/S with
-:func:`lsm_jax.imresize.imresize` on uint8, so the LR is exactly HR/S.
-Bad files are reported and skipped; the exit status is non-zero if any.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from lsm_jax.image_files import IMAGE_EXTENSIONS, ImageFileError, list_images, read_image, write_png
-from lsm_jax.imresize import imresize, modcrop
-
-__all__ = ["make_lr_image", "make_lr_folder", "main"]
+from lsm_jax.data.make_lr import main
 
 
-def make_lr_image(hr: np.ndarray, scale: int) -> np.ndarray:
-    """uint8 HR (H, W, 3) -> uint8 LR (H // scale, W // scale, 3), MATLAB bicubic after modcrop."""
-    hr = modcrop(np.asarray(hr), scale)
-    if hr.shape[0] < 1 or hr.shape[1] < 1:
-        raise ValueError(f"image smaller than the scale {scale}")
-    return np.asarray(imresize(hr, 1.0 / scale))
-
-
-def make_lr_folder(
-    hr_dir: str | Path, scale: int, out_dir: str | Path, *, overwrite: bool = True, progress: bool = True
-) -> tuple[int, list[str]]:
-    """Write ``{stem}x{scale}.png`` into ``out_dir`` for each image of ``hr_dir``.
-
-    Returns (number written, error messages for the files that failed).
-    """
-    paths = list_images(hr_dir)
-    if not paths:
-        raise ImageFileError(f"{hr_dir}: no image files ({' '.join(IMAGE_EXTENSIONS)})")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
-    written = 0
-
-    def save(job):
-        dst, lr = job
-        write_png(dst, lr)
-
-    # PNG encoding overlaps with the next resize on a second thread.
-    with ThreadPoolExecutor(1) as ex:
-        pending = []
-        for p in tqdm(paths, desc=f"make_lr x{scale}", unit="img", disable=not progress):
-            dst = out_dir / f"{p.stem}x{scale}.png"
-            if not overwrite and dst.exists():
-                continue
-            try:
-                lr = make_lr_image(read_image(p), scale)
-            except ImageFileError as e:
-                errors.append(str(e))
-                continue
-            except ValueError as e:
-                errors.append(f"{p}: {e}")
-                continue
-            pending.append((p, ex.submit(save, (dst, lr))))
-        for p, fut in pending:
-            try:
-                fut.result()
-                written += 1
-            except Exception as e:
-                errors.append(f"{p}: cannot write LR ({e})")
-    return written, errors
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    ap = argparse.ArgumentParser(
-        prog="python -m lsm_jax.make_lr",
-        description="Downscale every HR image with MATLAB-compatible bicubic; writes {stem}x{S}.png.",
-    )
-    ap.add_argument("--hr", required=True, help="folder of HR images")
-    ap.add_argument("--scale", required=True, type=int, help="integer downscaling factor S (>= 2)")
-    ap.add_argument("--out", required=True, help="output folder, e.g. DIV2K_train_LR_bicubic/X2")
-    ap.add_argument("--skip-existing", action="store_true", help="keep LR files that already exist")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
-    if args.scale < 2:
-        raise SystemExit(f"make_lr: --scale must be an integer >= 2, got {args.scale}")
-    if not Path(args.hr).is_dir():
-        raise SystemExit(f"make_lr: --hr {args.hr}: not a directory")
-    try:
-        n, errors = make_lr_folder(
-            args.hr, args.scale, args.out, overwrite=not args.skip_existing, progress=not args.no_progress
-        )
-    except ImageFileError as e:
-        raise SystemExit(f"make_lr: {e}") from None
-    print(f"wrote {n} LR images to {args.out}")
-    if errors:
-        for m in errors:
-            print(f"  bad file: {m}", file=sys.stderr)
-        raise SystemExit(f"make_lr: {len(errors)} file(s) failed (listed above)")
+def run() -> int:
+    """Console-script entry point; returns the exit status."""
+    main()  # errors leave through SystemExit, with their message
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

@@ -5,9 +5,9 @@ import pytest
 import yaml
 
 from fixture_checkpoint import fixture_arrays, write_reference_files
-from lsm_jax import convert as convert_mod
-from lsm_jax.convert import ConversionError, convert, load_state_dict, main
-from lsm_jax.model_io import load_model
+from lsm_jax.inference import convert as convert_mod
+from lsm_jax.inference.convert import ConversionError, convert, load_state_dict, main
+from lsm_jax.inference.model_io import load_model
 
 
 @pytest.fixture(scope='module')

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from lsm_jax import data
-from lsm_jax.image_files import ImageFileError, write_png
-from lsm_jax.imresize import imresize
+from lsm_jax.data import pipeline as data
+from lsm_jax.data.image_files import ImageFileError, write_png
+from lsm_jax.data.imresize import imresize
 
 SCALE = 2
 
@@ -74,7 +74,7 @@ def test_same_seed_same_batches_other_seed_differs(paired_dir):
 @pytest.mark.parametrize("augment", [True, False])
 def test_paired_crops_and_augmentations_stay_aligned(paired_dir, augment):
     """Each (lq, gt) is found in its LR/HR files under one flip/transpose, at aligned positions."""
-    from lsm_jax.image_files import read_image
+    from lsm_jax.data.image_files import read_image
 
     cfg = _paired_cfg(paired_dir, use_hflip=augment, use_rot=augment)
     batches, _ = _take(data.make_train_loader(cfg, scale=SCALE, global_batch_size=8, seed=1), 4)

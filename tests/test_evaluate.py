@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsm_jax import evaluate, make_lr
-from lsm_jax.image_files import read_image, write_png
+from lsm_jax.evaluation import evaluate, scoring
+from lsm_jax.data import make_lr
+from lsm_jax.data.image_files import read_image, write_png
 
 SET5 = Path(__file__).parents[1] / "data" / "Set5"
 
@@ -42,9 +43,9 @@ def test_hr_only_folder_makes_lr_on_the_fly(tmp_path):
     paired = _small_benchmark(tmp_path)
     hr_only = tmp_path / "HrOnly" / "HR"
     shutil.copytree(paired / "HR", hr_only)
-    up = evaluate.bicubic_upscaler(4)
-    a = evaluate.evaluate_folder(up, paired, 4, progress=False)
-    b = evaluate.evaluate_folder(up, hr_only.parent, 4, progress=False)
+    up = scoring.bicubic_upscaler(4)
+    a = scoring.evaluate_folder(up, paired, 4, progress=False)
+    b = scoring.evaluate_folder(up, hr_only.parent, 4, progress=False)
     assert b["lr_on_the_fly"] and not a["lr_on_the_fly"]
     assert [i["name"] for i in a["images"]] == [i["name"] for i in b["images"]] == ["bird", "butterfly"]
     for x, y in zip(a["images"], b["images"]):
@@ -55,7 +56,7 @@ def test_hr_only_folder_makes_lr_on_the_fly(tmp_path):
 def test_manga109_naming_and_hr_crop(tmp_path):
     """`{name}_LRBI_x{s}` is found; an HR that is not a multiple of s is cropped to LR·s."""
     root = _small_benchmark(tmp_path, names=("woman",), scale=3, manga=True)  # woman 228x344: 344 % 3 = 2
-    r = evaluate.evaluate_folder(evaluate.bicubic_upscaler(3), root, 3, progress=False)
+    r = scoring.evaluate_folder(scoring.bicubic_upscaler(3), root, 3, progress=False)
     assert r["dataset"] == "Manga109" and len(r["images"]) == 1 and 20 < r["psnr"] < 40
 
 
@@ -83,7 +84,7 @@ def test_corrupt_image_is_named(tmp_path):
 def test_wrong_model_output_shape(tmp_path):
     root = _small_benchmark(tmp_path, names=("butterfly",))
     with pytest.raises(ValueError, match=r"butterfly: the model returned \(64, 64, 3\).*expected \(256, 256, 3\)"):
-        evaluate.evaluate_folder(lambda lr: lr, root, 4, progress=False)
+        scoring.evaluate_folder(lambda lr: lr, root, 4, progress=False)
 
 
 def test_summary_uses_paper_column_order():
@@ -91,7 +92,7 @@ def test_summary_uses_paper_column_order():
         return {"dataset": name, "scale": 2, "lr_on_the_fly": False, "psnr": 30.0, "ssim": 0.9,
                 "images": [{"name": "a", "psnr": 30.0, "ssim": 0.9}]}
 
-    text = evaluate.format_results([res("Urban100"), res("Mine"), res("Set5"), res("BSD100")], "M")
+    text = scoring.format_results([res("Urban100"), res("Mine"), res("Set5"), res("BSD100")], "M")
     header = [ln for ln in text.splitlines() if ln.startswith("| Method")][0]
     cols = [c.strip() for c in header.strip("|").split("|")]
     assert cols == ["Method", "Scale", "Set5", "BSD100", "Urban100", "Mine"]

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from lsm_jax.image_files import read_image
-from lsm_jax.imresize import imresize, modcrop
+from lsm_jax.data.image_files import read_image
+from lsm_jax.data.imresize import imresize, modcrop
 
 SET5 = Path(__file__).parents[1] / "data" / "Set5"
 NAMES = ("baby", "bird", "butterfly", "head", "woman")

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsm_jax.image_files import read_image
-from lsm_jax.imresize import imresize
-from lsm_jax.metrics import gaussian_window, psnr, quantize, rgb_to_y, sr_scores, ssim
+from lsm_jax.data.image_files import read_image
+from lsm_jax.data.imresize import imresize
+from lsm_jax.evaluation.metrics import gaussian_window, psnr, quantize, rgb_to_y, sr_scores, ssim
 
 SET5 = Path(__file__).parents[1] / "data" / "Set5"
 NAMES = ("baby", "bird", "butterfly", "head", "woman")

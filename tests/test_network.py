@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fixture_checkpoint import fixture_arrays, tiny_checkpoint
-from lsm_jax.model_io import load_model
+from lsm_jax.inference.model_io import load_model
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 
@@ -127,7 +127,7 @@ def test_training_mode_needs_key_and_is_stochastic(checkpoint):
 
 
 def _small_config(**overrides):
-    from lsm_jax.variants import network_config
+    from lsm_jax.model.variants import network_config
     cfg = network_config('tiny', 2)
     cfg.update(embed_dim=32, depth=[2, 2], num_heads=[2, 2], semantics='paper', **overrides)
     return cfg
@@ -135,7 +135,7 @@ def _small_config(**overrides):
 
 def _loss_and_grads(cfg, x, y):
     from flax import nnx
-    from lsm_jax.network import LSM
+    from lsm_jax.model.network import LSM
     graphdef, params = nnx.split(LSM(cfg, rngs=nnx.Rngs(3)))
 
     def loss(p):
@@ -156,7 +156,7 @@ def test_rematerialisation_keeps_loss_and_gradients():
 
 def test_bfloat16_compute_keeps_float32_parameters():
     from flax import nnx
-    from lsm_jax.network import LSM
+    from lsm_jax.model.network import LSM
     x = jax.random.uniform(jax.random.key(0), (1, 8, 12, 3))
     m32 = LSM(_small_config(), rngs=nnx.Rngs(3))
     m16 = LSM(_small_config(dtype='bfloat16'), rngs=nnx.Rngs(3))

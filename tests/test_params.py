@@ -2,8 +2,8 @@
 
 import pytest
 
-from lsm_jax.network import count_parameters
-from lsm_jax.variants import network_config
+from lsm_jax.model.network import count_parameters
+from lsm_jax.model.variants import network_config
 
 OFFICIAL = {  # spec §8, measured with the reference code
     'lsm': (12_771_607, 12_956_247, 12_919_319),

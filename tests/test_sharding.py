@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from lsm_jax import sharding, train
+from lsm_jax.training import sharding
+from lsm_jax.training import step as train_step
 from test_train import compilation_cache, micro_config  # noqa: F401  (the fixture applies here too)
 
 
@@ -59,7 +60,7 @@ def _three_steps(mesh, init=None):
     single-device run's initial state, is placed on `mesh` as the rules say (compiling the jitted
     initialiser once per mesh would double the test's time)."""
     config = micro_config(3, **{"sharding.min_size_to_shard": 0})
-    parts = train.build(config, mesh)
+    parts = train_step.build(config, mesh)
     state = parts.init() if init is None else jax.device_put(init, parts.state_shardings)
     init = jax.tree.map(np.asarray, state)
     rng = np.random.default_rng(0)
@@ -77,7 +78,7 @@ def single_device():
     # The initial state comes from the 8-device data-parallel initialiser: the same program as the
     # training tests', so the persistent cache compiles it once for both.
     config = micro_config(3, **{"sharding.min_size_to_shard": 0})
-    init = jax.tree.map(np.asarray, train.build(config, sharding.make_mesh(8, 1, 1)).init())
+    init = jax.tree.map(np.asarray, train_step.build(config, sharding.make_mesh(8, 1, 1)).init())
     return _three_steps(sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1]), init)
 
 

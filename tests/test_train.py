@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lsm_jax import checkpointing, train
-from lsm_jax.model_io import load_model
-from lsm_jax.network import LSM
-from lsm_jax.train_state import merge_pretrained, split_model
+from lsm_jax.training import checkpointing
+from lsm_jax.training import cli, finetune, loop, step as train_step
+from lsm_jax.inference.model_io import load_model
+from lsm_jax.model.network import LSM
+from lsm_jax.training.state import merge_pretrained, split_model
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(tempfile.gettempdir()) / "lsm_jax_test_xla_cache"
@@ -96,8 +97,8 @@ def params_of(directory) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory):
     """A one-image benchmark folder (HR 32×32 and its x2 LR), cheap to validate on."""
-    from lsm_jax.image_files import write_png
-    from lsm_jax.imresize import imresize
+    from lsm_jax.data.image_files import write_png
+    from lsm_jax.data.imresize import imresize
     root = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)
     hr = (np.clip(rng.normal(0.5, 0.2, (8, 8, 3)).repeat(4, 0).repeat(4, 1), 0, 1) * 255).astype(np.uint8)
@@ -111,16 +112,16 @@ def straight_run(tmp_path_factory, bench_dir):
     """An uninterrupted 4-step run with validation at steps 2 and 4."""
     workdir = tmp_path_factory.mktemp("straight")
     config = micro_config(4, **{"eval.every": 2, "eval.dirs": [str(bench_dir)], "eval.num_images": 1})
-    return workdir, train.train_and_evaluate(config, workdir)
+    return workdir, loop.train_and_evaluate(config, workdir)
 
 
 def test_resume_is_bitwise_exact(straight_run, bench_dir, tmp_path):
     workdir, straight = straight_run
     config = micro_config(4, **{"eval.every": 2, "eval.dirs": [str(bench_dir)], "eval.num_images": 1})
     config.total_steps = 3
-    first = train.train_and_evaluate(config, tmp_path)
+    first = loop.train_and_evaluate(config, tmp_path)
     config.total_steps = 4
-    second = train.train_and_evaluate(config, tmp_path)
+    second = loop.train_and_evaluate(config, tmp_path)
     assert second["start_step"] == 3 and second["final_step"] == 4
     assert first["losses"] + second["losses"] == straight["losses"]  # same data order, same numbers
     assert len(straight["losses"]) == 4 and straight["losses"][-1][1] < straight["losses"][0][1] + 0.5
@@ -128,8 +129,8 @@ def test_resume_is_bitwise_exact(straight_run, bench_dir, tmp_path):
         np.testing.assert_array_equal(a, b)
     # The resume checkpoint holds params, EMA, optimizer state, step, RNG, and the data iterator.
     ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
-    parts = train.build(config, train.sharding.make_mesh(**config.mesh))
-    state, data_state = ckpt.restore(4, train.abstract_like(parts.abstract_state, parts.state_shardings))
+    parts = train_step.build(config, loop.sharding.make_mesh(**config.mesh))
+    state, data_state = ckpt.restore(4, loop.abstract_like(parts.abstract_state, parts.state_shardings))
     ckpt.close()
     assert int(state.step) == 4 and state.rng.dtype == np.uint32 and data_state
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params),
@@ -171,15 +172,15 @@ def test_sigterm_saves_a_checkpoint_that_restores(tmp_path):
     step = ckpt.latest_step()
     assert step is not None and step >= 3
     config = micro_config(step)
-    parts = train.build(config, train.sharding.make_mesh(**config.mesh))
-    state, _ = ckpt.restore(step, train.abstract_like(parts.abstract_state, parts.state_shardings))
+    parts = train_step.build(config, loop.sharding.make_mesh(**config.mesh))
+    state, _ = ckpt.restore(step, loop.abstract_like(parts.abstract_state, parts.state_shardings))
     ckpt.close()
     assert int(state.step) == step
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import lsm_jax.data as data
+    from lsm_jax.data import pipeline as data
 
     real = data.make_train_loader
 
@@ -204,8 +205,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
     monkeypatch.setattr(data, "make_train_loader", lambda *a, **k: Poisoned(real(*a, **k)))
     expected = "non-finite loss nan .* at step 5.*last good checkpoint is step 4"
-    with pytest.raises(train.NonFiniteLossError, match=expected):
-        train.train_and_evaluate(micro_config(8), tmp_path)
+    with pytest.raises(loop.NonFiniteLossError, match=expected):
+        loop.train_and_evaluate(micro_config(8), tmp_path)
     ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
     assert ckpt.all_steps() == [2, 4]
     ckpt.close()
@@ -214,11 +215,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 def test_finetune_x2_to_x4_reinitialises_only_the_upsampler(straight_run):
     workdir, _ = straight_run  # its export/best: an x2 model in inference format
     x4 = micro_config(**{"model.upscale": 4, "init_from": str(workdir), "init_strict": False})
-    parts = train.build(x4, train.sharding.make_mesh(**x4.mesh))
+    parts = train_step.build(x4, loop.sharding.make_mesh(**x4.mesh))
     # A stand-in for the fresh initialisation (any values do; jitting the real one costs a compile).
     fresh = jax.device_put(jax.tree.map(lambda a: np.full(a.shape, 7, a.dtype), parts.abstract_state),
                            parts.state_shardings)
-    loaded = train._load_pretrained(fresh, parts.state_shardings, x4, is_main=False)
+    loaded = finetune.load_pretrained(fresh, parts.state_shardings, x4, is_main=False)
     x2, _ = load_model(workdir / "export" / "best")
     old = dict(nnx.to_flat_state(nnx.state(x2, nnx.Param)))
     reinit = []
@@ -264,7 +265,7 @@ def test_strict_and_classic_non_strict_loading():
 def test_kill_during_save_keeps_the_last_good_checkpoint(tmp_path):
     script = textwrap.dedent(f"""
         import sys, numpy as np, jax.numpy as jnp
-        from lsm_jax.checkpointing import Checkpointer
+        from lsm_jax.training.checkpointing import Checkpointer
         ckpt = Checkpointer({str(tmp_path)!r}, keep=5)
         for step in range(1, 100):
             state = {{"w": jnp.full((1024, 1024, 16), float(step))}}   # 64 MB: a save takes a while
@@ -306,16 +307,16 @@ def test_bad_overrides_are_rejected(tmp_path, override, message):
 
 
 def test_bad_settings_name_the_option(tmp_path):
-    with pytest.raises(train.TrainingError, match="batch_size=12 is not a multiple of the 8 batch shards"):
-        train.train_and_evaluate(micro_config(batch_size=12), tmp_path)
+    with pytest.raises(train_step.TrainingError, match="batch_size=12 is not a multiple of the 8 batch shards"):
+        loop.train_and_evaluate(micro_config(batch_size=12), tmp_path)
     with pytest.raises(ValueError, match="mesh"):
-        train.train_and_evaluate(micro_config(**{"mesh.data": 3}), tmp_path)
+        loop.train_and_evaluate(micro_config(**{"mesh.data": 3}), tmp_path)
     with pytest.raises(FileNotFoundError, match="init_from"):
-        train.train_and_evaluate(micro_config(init_from=str(tmp_path / "nope")), tmp_path / "w")
+        loop.train_and_evaluate(micro_config(init_from=str(tmp_path / "nope")), tmp_path / "w")
 
 
 def test_schedule_matches_basicsr():
-    from lsm_jax.optimizer import warmup_multistep
+    from lsm_jax.training.optimizer import warmup_multistep
     lr = warmup_multistep(2e-4, 10, [20, 30], 0.5)
     # BasicSR iteration i = step + 1: warmup base·i/10 while i < 10, then γ^k after k milestones ≤ step.
     got = [float(lr(s)) for s in (0, 8, 9, 19, 20, 29, 30, 1000)]
@@ -350,10 +351,10 @@ def test_reference_semantics_keeps_the_authors_per_gpu_recurrence_groups():
     params = jax.tree.map(lambda a: rng.normal(0, 0.3, a.shape).astype(a.dtype), abstract)
     x = rng.random((8, 8, 8, 3), np.float32)
     key = jax.random.key(3)
-    grouped = jax.jit(train.make_train_forward(graphdef, rest, config))(params, x, key)
+    grouped = jax.jit(train_step.make_train_forward(graphdef, rest, config))(params, x, key)
     config.recurrence_group = 0
-    whole = jax.jit(train.make_train_forward(graphdef, rest, config))(params, x, key)
-    alone = jax.jit(train.make_train_forward(graphdef, rest, config))(params, x[4:], jax.random.split(key, 2)[1])
+    whole = jax.jit(train_step.make_train_forward(graphdef, rest, config))(params, x, key)
+    alone = jax.jit(train_step.make_train_forward(graphdef, rest, config))(params, x[4:], jax.random.split(key, 2)[1])
     np.testing.assert_allclose(grouped[4:], alone, rtol=1e-5, atol=1e-4)          # group 2 sees only its own images
     # One scan over all 8 images lets images 0-3 reach images 4-7.
     assert np.abs(np.asarray(whole[4:]) - np.asarray(grouped[4:])).max() > 1e-2
@@ -361,17 +362,17 @@ def test_reference_semantics_keeps_the_authors_per_gpu_recurrence_groups():
 
 def test_overrides_are_applied_and_the_bad_one_is_named():
     base = ["train", "--config", f"{REPO}/configs/lsm_light.py:x2_scratch", "--workdir", "w"]
-    config, workdir = train.parse_args(base + ["--config.mesh.fsdp=2", "--config.model.dtype=bfloat16",
+    config, workdir = cli.parse_args(base + ["--config.mesh.fsdp=2", "--config.model.dtype=bfloat16",
                                                "--config.eval.dirs=('data/Set5', 'x/Urban100')",
                                                "--config.optim.milestones=(10, 20)", "--config.patch_size=48"])
     assert workdir == "w" and config.mesh.fsdp == 2 and config.model.dtype == "bfloat16"
     assert config.eval.dirs == ("data/Set5", "x/Urban100") and config.optim.milestones == (10, 20)
     assert config.data.gt_size == 96  # follows the LR patch size
     with pytest.raises(ValueError, match=r"^--config.optim.lrr=1: no such config field"):
-        train.parse_args(base + ["--config.mesh.fsdp=2", "--config.optim.lrr=1"])
+        cli.parse_args(base + ["--config.mesh.fsdp=2", "--config.optim.lrr=1"])
     with pytest.raises(ValueError, match=r"^--config.mesh.data=two: .*invalid literal for int"):
-        train.parse_args(base + ["--config.mesh.data=two", "--config.mesh.fsdp=2"])
+        cli.parse_args(base + ["--config.mesh.data=two", "--config.mesh.fsdp=2"])
     with pytest.raises(ValueError, match="no config file"):
-        train.parse_args(["train", "--config=configs/nope.py:tiny", "--workdir=w"])
+        cli.parse_args(["train", "--config=configs/nope.py:tiny", "--workdir=w"])
     with pytest.raises(ValueError, match="unknown recipe 'x5'"):
-        train.parse_args(["train", f"--config={REPO}/configs/lsm.py:x5", "--workdir=w"])
+        cli.parse_args(["train", f"--config={REPO}/configs/lsm.py:x5", "--workdir=w"])

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from fixture_checkpoint import tiny_checkpoint
-from lsm_jax import upscale
-from lsm_jax.image_io import (
+from lsm_jax.inference import upscale
+from lsm_jax.data.image_io import (
     ImageReadError,
     decode_png,
     encode_png,
@@ -26,7 +26,7 @@ from lsm_jax.image_io import (
     read_image,
     to_uint,
 )
-from lsm_jax.upscale import main, resize_alpha, tiled, upscale_file, upscale_paths
+from lsm_jax.inference.upscale import main, resize_alpha, tiled, upscale_file, upscale_paths
 
 S = 2
 

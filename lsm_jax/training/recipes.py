@@ -10,9 +10,9 @@ from typing import Any
 
 import ml_collections
 
-from lsm_jax.data import default_data_config
-from lsm_jax.sharding import DEFAULT_RULES
-from lsm_jax.variants import network_config
+from lsm_jax.data.config import default_data_config
+from lsm_jax.training.axis_rules import DEFAULT_RULES
+from lsm_jax.model.variants import network_config
 
 RECIPE_NAMES = ("x2_scratch", "x2_finetune", "x3_finetune", "x4_finetune", "tiny")
 

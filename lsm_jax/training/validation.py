@@ -16,10 +16,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from lsm_jax.evaluate import bicubic_upscaler, evaluate_folder, find_pairs
-from lsm_jax.image_files import read_image
+from lsm_jax.evaluation.scoring import bicubic_upscaler, evaluate_folder, find_pairs
+from lsm_jax.data.image_files import read_image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_data_dir(path: str | os.PathLike) -> Path:

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lsm_jax.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
-from lsm_jax.smu import Semantics, SemanticLRU
-from lsm_jax.variants import resolve_semantics
-from lsm_jax.window_attention import WindowAttention, is_shifted
+from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
+from lsm_jax.model.smu import Semantics, SemanticLRU
+from lsm_jax.model.variants import resolve_semantics
+from lsm_jax.model.window_attention import WindowAttention, is_shifted
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 NUM_FEAT = 64   # the classic tail's feature width, fixed in the reference

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsm_jax.lru import linear_recurrence
+from lsm_jax.scan import linear_recurrence
 
 
 def _inputs(key, shape, max_modulus):

@@ -31,7 +31,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
-from lsm_jax import model_io
+from lsm_jax.inference import model_io
 
 log = logging.getLogger(__name__)
 

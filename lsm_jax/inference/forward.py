@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lsm_jax.model_io import load_model
-from lsm_jax.network import LSM
+from lsm_jax.inference.model_io import load_model
+from lsm_jax.model.network import LSM
 
 
 def make_forward(model: LSM):

@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from lsm_jax.network import LSM
+from lsm_jax.model.network import LSM
 
 CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
@@ -36,7 +36,7 @@ def config_to_json(cfg: ml_collections.ConfigDict) -> str:
 
 def config_from_json(text: str) -> ml_collections.ConfigDict:
     """Inverse of `config_to_json`, starting from the defaults so that older files stay loadable."""
-    from lsm_jax.variants import network_config
+    from lsm_jax.model.variants import network_config
     data = json.loads(text)
     cfg = network_config('lsm', int(data.get('upscale', 2)))
     unknown = sorted(set(data) - set(cfg.keys()))

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lsm_jax.layers import Conv, DepthwiseConv3x3, Linear, param
-from lsm_jax.lru import LRUCore
+from lsm_jax.model.layers import Conv, DepthwiseConv3x3, Linear, param
+from lsm_jax.model.lru import LRUCore
 
 
 class Semantics(NamedTuple):

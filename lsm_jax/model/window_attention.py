@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lsm_jax.layers import DepthwiseConv3x3, LayerNorm, Linear
+from lsm_jax.model.layers import DepthwiseConv3x3, LayerNorm, Linear
 
 
 @functools.lru_cache(maxsize=None)

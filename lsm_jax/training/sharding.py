@@ -26,18 +26,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES = ("data", "fsdp", "model")
-
-# Logical name -> mesh axis (or tuple of mesh axes, or None for replicated).
-DEFAULT_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("embed", "fsdp"),
-    ("feat", "fsdp"),
-    ("mlp", "model"),
-    ("prototypes", None),
-    ("state", None),
-    ("conv_spatial", None),
-)
+from lsm_jax.training.axis_rules import DEFAULT_RULES, MESH_AXES  # noqa: E402,F401
 
 log = logging.getLogger(__name__)
 

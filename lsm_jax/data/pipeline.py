@@ -24,7 +24,8 @@ import grain
 import ml_collections
 import numpy as np
 
-from lsm_jax.image_files import ImageFileError, check_images, image_size, list_images, read_image
+from lsm_jax.data.config import SOURCES as _SOURCES, default_data_config  # noqa: F401
+from lsm_jax.data.image_files import ImageFileError, check_images, image_size, list_images, read_image
 
 __all__ = [
     "EMBEDDED_NAMES", "default_data_config", "embedded_images", "make_train_loader", "build_source",
@@ -37,27 +38,6 @@ EMBEDDED_NAMES = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
     "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina",
 )
-
-_SOURCES = ("embedded", "paired", "hr_only")
-
-
-def default_data_config() -> ml_collections.ConfigDict:
-    """Data config with its defaults (``source='embedded'``); see the README for each field."""
-    c = ml_collections.ConfigDict()
-    c.source = "embedded"  # 'embedded' | 'paired' | 'hr_only'
-    c.hr_dir = ""  # HR folder ('paired', 'hr_only')
-    c.lr_dir = ""  # LR folder for 'paired'; '{scale}' is replaced, e.g. 'DIV2K_train_LR_bicubic/X{scale}'
-    c.filename_tmpl = "{}x{scale}"  # LR stem from the HR stem (BasicSR's filename_tmpl; '{}x2' works too)
-    c.gt_size = 192  # HR patch side; must be a multiple of the scale (192 works for x2, x3, x4)
-    c.use_hflip = True
-    c.use_rot = True  # vflip and HW-transpose
-    c.dataset_enlarge_ratio = 1  # BasicSR: one epoch visits every image this many times
-    c.num_workers = 0  # worker processes (0: in the calling process)
-    c.check_files = False  # decode every file and check every pair before starting
-    c.read_threads = 2  # decoding threads per process
-    c.worker_buffer_size = 2  # batches each worker prepares ahead
-    return c
-
 
 # ---------------------------------------------------------------------------
 # Sources: random access, picklable, with a stable repr (grain validates it on restore).
@@ -198,7 +178,7 @@ def lr_from_hr_crop(hr: np.ndarray, scale: int) -> np.ndarray:
     """On-the-fly LR: MATLAB bicubic (uint8 path) of an HR crop (h, w, 3) whose sides divide by ``scale``."""
     import jax
 
-    from lsm_jax.imresize import imresize
+    from lsm_jax.data.imresize import imresize
 
     with jax.default_device(_cpu_device()):
         return np.asarray(imresize(hr, 1.0 / scale))

@@ -1,0 +1,229 @@
+"""Convert the authors' PyTorch checkpoints into lsm-jax inference checkpoints.
+
+    python -m lsm_jax.convert --weights net_g.pth --network-options test_LSM_light_x4.yml --out DIR
+
+The weights are a BasicSR checkpoint (`{'params': ..., 'params_ema': ...}`, `params_ema` by default,
+any `module.` prefix stripped) or an `.npz`/`.safetensors` of the same state_dict keys. The options
+file is a BasicSR YAML whose `network_g` section gives the architecture. Every key must be consumed
+or be a known recomputable buffer; otherwise one error lists every problem. Converted checkpoints
+use `reference` semantics, which is what the weights were trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import yaml
+from flax import nnx
+
+from lsm_jax.inference.model_io import CheckpointError, save_model
+from lsm_jax.model.network import LSM, count_parameters
+from lsm_jax.model.variants import network_config
+
+# Buffers the reference stores but that are recomputed from the padded size (spec §10 Q9, §11).
+BUFFER_PATTERN = re.compile(r'\.(rpe_biases|relative_position_index|attn_mask_\d+)$')
+
+# Constructor keyword arguments of the reference classes, with their defaults (spec §8, §10 Q7).
+_REFERENCE_DEFAULTS = dict(img_size=64, in_chans=3, embed_dim=180, depth=[10, 10, 10, 10],
+                           num_heads=[4, 4, 4, 4], mlp_ratio=4.0, drop_path_rate=0.1, upscale=2,
+                           img_range=1.0, resi_connection='1conv', split_size=[8, 8], rmin=0.9,
+                           rmax=0.99, max_phase=2 * math.pi, num_tokens=128)
+# Accepted but without effect on inference (dropouts are 0 in every release; img_size is dead, Q9).
+_IGNORED = {'img_size', 'qkv_bias', 'qk_scale', 'drop_rate', 'attn_drop_rate', 'use_chk',
+            'act_layer', 'norm_layer', 'resi_connection', 'type'}
+
+
+class ConversionError(ValueError):
+    """A checkpoint or options file that cannot be converted; the message lists every problem."""
+
+
+def network_config_from_options(options: dict, source: str = 'options') -> ml_collections.ConfigDict:
+    """A network config from a BasicSR options dict (its `network_g` section, or the section itself)."""
+    net = options.get('network_g', options) if isinstance(options, dict) else None
+    if not isinstance(net, dict) or 'type' not in net:
+        raise ConversionError(f"{source}: no network_g section with a 'type'")
+    arch = net['type']
+    if arch not in ('LSM', 'LSM_light'):
+        raise ConversionError(f"{source}: network_g.type is {arch!r}; expected 'LSM' or 'LSM_light'")
+    known = set(_REFERENCE_DEFAULTS) | _IGNORED | {'d_state'}
+    unknown = sorted(set(net) - known)
+    if unknown:
+        raise ConversionError(f"{source}: unknown network_g options {unknown}")
+    if net.get('resi_connection', '1conv') != '1conv':
+        raise ConversionError(f"{source}: resi_connection {net['resi_connection']!r} is not supported ('1conv')")
+    kw = {**_REFERENCE_DEFAULTS, 'd_state': 16 if arch == 'LSM_light' else 32, **net}
+    cfg = network_config('lsm', int(kw['upscale']))
+    cfg.arch = arch
+    for key in ('in_chans', 'embed_dim', 'mlp_ratio', 'drop_path_rate', 'img_range', 'rmin', 'rmax',
+                'max_phase', 'num_tokens', 'd_state'):
+        cfg[key] = type(cfg[key])(kw[key])
+    cfg.depth, cfg.num_heads = [int(d) for d in kw['depth']], [int(h) for h in kw['num_heads']]
+    cfg.split_size = [int(s) for s in kw['split_size']]
+    cfg.semantics = 'reference'
+    return cfg
+
+
+def read_options(path: str | Path) -> ml_collections.ConfigDict:
+    """Parse a BasicSR options YAML into a network config."""
+    try:
+        options = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConversionError(f"{path}: cannot read options file: {err}") from err
+    return network_config_from_options(options, str(path))
+
+
+def load_state_dict(path: str | Path, key: str | None = None) -> dict[str, np.ndarray]:
+    """The state_dict of a `.pth`, `.npz` or `.safetensors` file as float/int numpy arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such weights file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in ('.pth', '.pt', '.ckpt'):
+            try:
+                import torch
+            except ImportError as err:
+                raise ConversionError(f"{path}: reading .pth needs PyTorch (pip install 'lsm-jax[torch]'), "
+                                      "or save the state_dict as .npz/.safetensors") from err
+            # weights_only: no pickled code runs while loading an untrusted file.
+            raw = torch.load(path, map_location='cpu', weights_only=True)
+        elif suffix == '.npz':
+            with np.load(path, allow_pickle=False) as data:
+                raw = {k: data[k] for k in data.files}
+        elif suffix == '.safetensors':
+            from safetensors.numpy import load_file
+            raw = load_file(str(path))
+        else:
+            raise ConversionError(f"{path}: unsupported weights format {suffix!r} (.pth, .npz, .safetensors)")
+    except ConversionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure is reported with the file name
+        raise ConversionError(f"{path}: cannot read weights: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConversionError(f"{path}: not a state_dict (got {type(raw).__name__})")
+    if 'params' in raw or 'params_ema' in raw:
+        chosen = key or ('params_ema' if 'params_ema' in raw else 'params')
+        if chosen not in raw:
+            raise ConversionError(f"{path}: no {chosen!r} entry (has {sorted(raw)})")
+        raw = raw[chosen]
+    elif key not in (None, 'params_ema', 'params'):
+        raise ConversionError(f"{path}: a bare state_dict has no {key!r} entry")
+    if not isinstance(raw, dict) or not raw:
+        raise ConversionError(f"{path}: not a state_dict (no tensor entries)")
+    out = {}
+    for name, value in raw.items():
+        value = value.detach().cpu().numpy() if hasattr(value, 'detach') else value
+        if not isinstance(value, np.ndarray):
+            raise ConversionError(f"{path}: not a state_dict (entry {name!r} is a {type(value).__name__})")
+        out[name.removeprefix('module.')] = value
+    return out
+
+
+_RENAMES = [
+    (r'^before_RG\.1\.', 'before_norm.'),
+    (r'\.norm([1-4])\.weight$', r'.norm\1.scale'),
+    (r'^norm\.weight$', 'norm.scale'),
+    (r'^before_norm\.weight$', 'before_norm.scale'),
+    (r'\.pos\.pos([123])\.0\.weight$', r'.pos.pos\1_norm.scale'),
+    (r'\.pos\.pos([123])\.0\.bias$', r'.pos.pos\1_norm.bias'),
+    (r'\.pos\.pos([123])\.2\.', r'.pos.pos\1.'),
+    (r'\.mlp\.sg\.norm\.weight$', '.mlp.sg_norm.scale'),
+    (r'\.mlp\.sg\.norm\.bias$', '.mlp.sg_norm.bias'),
+    (r'\.mlp\.sg\.conv\.', '.mlp.sg_conv.'),
+    (r'\.lru\.in_proj\.0\.', '.lru.in_proj.'),
+    (r'\.lru\.CPE\.0\.', '.lru.CPE.'),
+    (r'^conv_before_upsample\.0\.', 'conv_before_upsample.'),
+    (r'\.embedding\.weight$', '.embedding'),
+]
+
+
+def _target_name(torch_key: str, arch: str) -> str:
+    name = torch_key
+    for pattern, repl in _RENAMES:
+        name = re.sub(pattern, repl, name)
+    if arch == 'LSM':
+        # The classic tail is Sequential(conv, shuffle, conv, shuffle): convs sit at even indices.
+        name = re.sub(r'^upsample\.(\d+)\.', lambda m: f'upsample.{int(m.group(1)) // 2}.', name)
+    name = re.sub(r'\.weight$', '.kernel', name)
+    return name
+
+
+def _convert_tensor(name: str, value: np.ndarray) -> np.ndarray:
+    if not name.endswith('.kernel'):
+        return value                        # biases, LayerNorm scales, raw parameters: as they are
+    if value.ndim == 4:
+        return value.transpose(2, 3, 1, 0)  # conv (O, I, kh, kw) -> HWIO; depthwise -> (3, 3, 1, C)
+    if value.ndim == 2:
+        return value.T                      # Linear (out, in) -> (in, out)
+    return value
+
+
+def convert_state_dict(state_dict: dict[str, np.ndarray], cfg, source: str = 'weights') -> dict:
+    """Map a reference state_dict onto the Flax parameter tree of `cfg`; strict, listing all problems."""
+    abstract = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
+    expected = {'.'.join(map(str, path)): leaf
+                for path, leaf in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+    converted, problems = {}, []
+    for torch_key, value in state_dict.items():
+        if BUFFER_PATTERN.search(torch_key):
+            continue
+        name = _target_name(torch_key, cfg.arch)
+        if name not in expected:
+            problems.append(f"unexpected key {torch_key!r}")
+            continue
+        array = _convert_tensor(name, np.asarray(value))
+        want = tuple(expected[name].shape)
+        if array.shape != want:
+            problems.append(f"wrong shape for {torch_key!r}: {tuple(np.shape(value))} "
+                            f"(expected the equivalent of {want})")
+            continue
+        converted[name] = array.astype(np.float32)
+    problems += [f"missing key for {name!r}" for name in sorted(set(expected) - set(converted))
+                 if not any(p.endswith(f"{name!r}") for p in problems)]
+    if problems:
+        raise ConversionError(f"{source}: {len(problems)} problem(s): " + '; '.join(problems))
+    tree: dict = {}
+    for name, array in converted.items():
+        node = tree
+        parts = [int(p) if p.isdigit() else p for p in name.split('.')]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = array
+    return tree
+
+
+def convert(weights: str | Path, options: str | Path, out: str | Path, key: str | None = None,
+            overwrite: bool = False) -> ml_collections.ConfigDict:
+    """Convert `weights` with the architecture of `options`, write an inference checkpoint to `out`."""
+    cfg = read_options(options)
+    params = convert_state_dict(load_state_dict(weights, key), cfg, str(weights))
+    save_model(out, cfg, params, overwrite=overwrite)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m lsm_jax.convert', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--weights', required=True, help='.pth (BasicSR), .npz or .safetensors state_dict')
+    parser.add_argument('--network-options', required=True, help="BasicSR options YAML with network_g")
+    parser.add_argument('--out', required=True, help='output checkpoint directory')
+    parser.add_argument('--key', default=None, help="entry of a BasicSR checkpoint (default params_ema)")
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint in --out')
+    args = parser.parse_args(argv)
+    try:
+        cfg = convert(args.weights, args.network_options, args.out, args.key, args.overwrite)
+    except (ConversionError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({cfg.arch} x{cfg.upscale}, {count_parameters(cfg):,} parameters, "
+          "semantics=reference)")
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Linear recurrent unit with diagonal complex eigenvalues (spec §5).
+
+The recurrence itself runs in `lsm_jax.scan.linear_recurrence`. Its axis is a parameter because the
+reference scans the *batch* axis (Q1) while the paper scans the tokens; `lsm_jax.model.smu` picks it
+from the semantics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lsm_jax.model.layers import param
+from lsm_jax.scan import linear_recurrence
+
+
+def init_lru_parameters(key: jax.Array, n: int, rmin: float, rmax: float, max_phase: float):
+    """Ring initialisation: |λ|² uniform on [rmin², rmax²], phase uniform on [0, max_phase)."""
+    k1, k2 = jax.random.split(key)
+    u1 = jax.random.uniform(k1, (n,))
+    u2 = jax.random.uniform(k2, (n,))
+    nu_log = jnp.log(-0.5 * jnp.log(u1 * (rmax ** 2 - rmin ** 2) + rmin ** 2))
+    theta_log = jnp.log(max_phase * u2)
+    gamma_log = jnp.log(jnp.sqrt(1.0 - jnp.abs(jnp.exp(-jnp.exp(nu_log))) ** 2))
+    return nu_log, theta_log, gamma_log
+
+
+class LRUCore(nnx.Module):
+    """The LRU of a CML block (`lru.lru_core`) with category-modulated λ, B·u and C·h (spec §5)."""
+
+    def __init__(self, dim: int, d_state: int, *, rmin: float = 0.9, rmax: float = 0.99,
+                 max_phase: float = 6.283, rngs: nnx.Rngs):
+        nu_log, theta_log, gamma_log = init_lru_parameters(rngs.params(), d_state, rmin, rmax, max_phase)
+        self.nu_log = param(nu_log, ('state',))
+        self.theta_log = param(theta_log, ('state',))
+        self.gamma_log = param(gamma_log, ('state',))
+        normal = lambda shape, std: std * jax.random.normal(rngs.params(), shape)
+        self.B_re = param(normal((d_state, dim), 1 / math.sqrt(2 * dim)), ('state', 'embed'))
+        self.B_im = param(normal((d_state, dim), 1 / math.sqrt(2 * dim)), ('state', 'embed'))
+        self.C_re = param(normal((dim, d_state), 1 / math.sqrt(d_state)), ('embed', 'state'))
+        self.C_im = param(normal((dim, d_state), 1 / math.sqrt(d_state)), ('embed', 'state'))
+        self.D = param(normal((dim, dim), 1 / math.sqrt(dim)), ('embed', 'embed'))
+
+    def eigenvalues(self) -> jax.Array:
+        """λ (N,) complex64."""
+        modulus = jnp.exp(-jnp.exp(self.nu_log[...]))
+        phase = jnp.exp(self.theta_log[...])
+        return jax.lax.complex(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
+
+    def __call__(self, us: jax.Array, mk_a: jax.Array, mk_b: jax.Array, mk_cre: jax.Array,
+                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, impl: str,
+                 debug: dict | None = None) -> jax.Array:
+        """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C)."""
+        us32 = us.astype(jnp.float32)
+        gamma = jnp.exp(self.gamma_log[...])
+        bu_re = jnp.dot(us32, (gamma[:, None] * self.B_re[...]).T)       # (B, L, N)
+        bu_im = jnp.dot(us32, (gamma[:, None] * self.B_im[...]).T)
+        x_re, x_im = mk_b * bu_re, mk_b * bu_im
+        if us.shape[scan_axis] == 1 and debug is None:
+            # Nothing to scan (the reference semantics at batch 1): h = x, exactly, and λ/Mk_A are
+            # dead. Stay in real arithmetic.
+            h_re, h_im = x_re, x_im
+        else:
+            x = jax.lax.complex(x_re, x_im)
+            alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
+            a = self.eigenvalues() * alpha                                    # (1 or B, L, N)
+            h = linear_recurrence(a, x, axis=scan_axis, impl=impl)
+            if debug is not None:
+                debug.update(lru_Bu=x, lru_lambda_eff=jnp.broadcast_to(a, x.shape), lru_states=h)
+            h_re, h_im = jnp.real(h), jnp.imag(h)
+        ys = (jnp.dot(h_re * mk_cre, self.C_re[...].T)
+              - jnp.dot(h_im * mk_cim, self.C_im[...].T)
+              + jnp.dot(us32, self.D[...].T))
+        return ys.astype(us.dtype)

@@ -1,0 +1,125 @@
+"""The training step and everything it is built from: config checks, the forward in training mode,
+the pure step (L1 loss, AdamW, EMA), and `build`, which jits it with in/out shardings and donation.
+
+The step is a pure function of (TrainState, batch) jitted with in/out shardings taken from the
+parameters' logical axis names (`lsm_jax.training.sharding`) and the state buffers donated.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from lsm_jax.model.network import LSM
+from lsm_jax.model.variants import resolve_semantics
+from lsm_jax.training import sharding
+from lsm_jax.training.optimizer import make_optimizer
+from lsm_jax.training.state import TrainState, ema_update, make_init_fn, split_model
+
+
+class TrainingError(ValueError):
+    """A configuration that cannot be trained (one-line message naming the option)."""
+
+
+def check_config(config: ml_collections.ConfigDict, mesh) -> None:
+    """Rejects settings the loop cannot honour, naming the option."""
+    shards = sharding.batch_shards(mesh, config.sharding.rules)
+    if config.batch_size % shards:
+        raise TrainingError(f"batch_size={config.batch_size} is not a multiple of the {shards} batch shards "
+                            f"(mesh {dict(mesh.shape)}); change --config.batch_size or --config.mesh.*")
+    if config.batch_size % jax.process_count():
+        raise TrainingError(f"batch_size={config.batch_size} is not a multiple of the {jax.process_count()} processes")
+    group = config.recurrence_group
+    if group < 0 or (0 < group < config.batch_size and config.batch_size % group):
+        raise TrainingError(f"recurrence_group={group} must be 0, ≥ batch_size, or divide batch_size="
+                            f"{config.batch_size}")
+    if config.loss != "l1":
+        raise TrainingError(f"loss={config.loss!r}: only 'l1' (the authors' loss) is implemented")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise TrainingError(f"ema_decay={config.ema_decay} must be in [0, 1)")
+    for name in ("total_steps", "batch_size", "patch_size", "log_every"):
+        if config[name] < 1:
+            raise TrainingError(f"{name}={config[name]} must be ≥ 1")
+
+
+def make_train_forward(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_collections.ConfigDict) -> Callable:
+    """forward(params, x, key) -> y in training mode. Under semantics whose recurrence crosses images
+    (reference, Q1/Q6) the batch is split into independent groups of `config.recurrence_group`
+    images, as the authors' per-GPU batches were; images interact only within their group."""
+    sem = resolve_semantics(config.model)
+    cross_image = sem["scan_axis"] == "batch" or sem["mk_a_batch_mean"]
+    group = config.recurrence_group if cross_image else 0
+
+    def forward(params, x, key):
+        run = lambda xs, k: nnx.merge(graphdef, params, rest)(xs, train=True, key=k)  # noqa: E731
+        if not group or group >= x.shape[0]:
+            return run(x, key)
+        n = x.shape[0] // group
+        ys = jax.vmap(run)(x.reshape(n, group, *x.shape[1:]), jax.random.split(key, n))
+        return ys.reshape(x.shape[0], *ys.shape[2:])
+
+    return forward
+
+
+def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, config: ml_collections.ConfigDict) -> Callable:
+    """The pure step (state, batch) -> (state, metrics): L1 loss, AdamW update, EMA update."""
+    forward = make_train_forward(graphdef, rest, config)
+    decay = float(config.ema_decay)
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+        def loss_fn(params):
+            pred = forward(params, batch["lq"], key)
+            return jnp.mean(jnp.abs(pred.astype(jnp.float32) - batch["gt"]))
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                                  ema_params=ema_update(state.ema_params, params, decay))
+        metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
+        return new_state, metrics
+
+    return train_step
+
+
+class Parts(NamedTuple):
+    """What the loop (and the tests and benchmarks) need, built for one config and mesh."""
+    graphdef: nnx.GraphDef
+    rest: nnx.State
+    abstract_state: TrainState
+    state_shardings: TrainState
+    batch_sharding: NamedSharding
+    replicated: NamedSharding
+    init: Callable[[], TrainState]    # jitted: a fresh state, created in its shards
+    step: Callable                   # jitted (state, batch) -> (state, metrics), state donated
+    schedule: optax.Schedule
+
+
+def build(config: ml_collections.ConfigDict, mesh) -> Parts:
+    """Model structure, optimizer, shardings and the jitted init and step functions."""
+    rules = [tuple(r) for r in config.sharding.rules]
+    model_fn = lambda: LSM(config.model, rngs=nnx.Rngs(config.seed))  # noqa: E731
+    graphdef, _, abstract_rest = split_model(nnx.eval_shape(model_fn))
+    tx, schedule = make_optimizer(config.optim)
+    init_fn = make_init_fn(model_fn, tx, config.seed)
+    abstract_state = jax.eval_shape(init_fn)
+    state_sh = sharding.tree_shardings(abstract_state, mesh, rules, config.sharding.min_size_to_shard)
+    replicated = NamedSharding(mesh, P())
+    rest = abstract_rest
+    if jax.tree.leaves(abstract_rest):  # non-parameter model state (none in LSM today)
+        rest = jax.jit(lambda: split_model(model_fn())[2], out_shardings=replicated)()
+    batch_sh = sharding.batch_sharding(mesh, 4, rules)
+    step = jax.jit(make_train_step(graphdef, rest, tx, schedule, config),
+                   in_shardings=(state_sh, {"lq": batch_sh, "gt": batch_sh}),
+                   out_shardings=(state_sh, replicated), donate_argnums=0)
+    return Parts(graphdef, rest, abstract_state, state_sh, batch_sh, replicated,
+                 jax.jit(init_fn, out_shardings=state_sh), step, schedule)
