@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lsm_jax.data.image_files import ImageFileError
+from lsm_jax.data.image_io import ImageFileError
 from lsm_jax.evaluation.scoring import UpscaleFn, bicubic_upscaler, evaluate_folder, format_results
 
 __all__ = ["main"]

@@ -22,16 +22,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from lsm_jax.data.image_io import IMAGE_EXTENSIONS, ImageFileError, LoadedImage, list_images, read_image, write_png
 from lsm_jax.data.imresize import imresize
-
-from lsm_jax.data.image_io import (
-    ImageReadError,
-    LoadedImage,
-    list_image_files,
-    read_image,
-    to_uint,
-    write_png,
-)
+from lsm_jax.data.quantize import quantize
 
 __all__ = [
     "UpscaleFn",
@@ -84,9 +77,9 @@ def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int) -> np.nda
     if sr.shape != (h * scale, w * scale, 3):
         raise ValueError(f"the model returned shape {sr.shape}, expected {(h * scale, w * scale, 3)}")
     color = sr.mean(axis=2, dtype=np.float64, keepdims=True) if img.was_gray else sr
-    planes = [to_uint(color, img.bit_depth)]
+    planes = [quantize(color, img.bit_depth)]
     if img.alpha is not None:
-        planes.append(to_uint(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
+        planes.append(quantize(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
     return np.concatenate(planes, axis=2)
 
 
@@ -95,7 +88,7 @@ def upscale_file(
 ) -> Path:
     """Upscale one image file into ``out_dir/{stem}_x{scale}.png``; returns the path written.
 
-    Creates ``out_dir`` if needed. Raises ``ImageReadError`` if the file cannot be read, other
+    Creates ``out_dir`` if needed. Raises ``ImageFileError`` if the file cannot be read, other
     exceptions for model or write errors.
     """
     img = read_image(path)
@@ -106,7 +99,7 @@ def upscale_file(
 
 
 def _problem(exc: Exception) -> str:
-    if isinstance(exc, ImageReadError):
+    if isinstance(exc, ImageFileError):
         return exc.reason
     msg = str(exc).strip()
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -218,13 +211,13 @@ def _collect_inputs(path: Path) -> tuple[list[Path], int]:
     """(image files to process, number of other files ignored)."""
     if path.is_dir():
         try:
-            images = list_image_files(path)
+            images = list_images(path)
             visible = sum(1 for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         except OSError as exc:
             raise _fail(f"cannot list {path}: {exc.strerror or exc}") from None
         ignored = visible - len(images)
         if not images:
-            raise _fail(f"no image files (PNG, JPEG, BMP, TIFF, WebP) in {path}")
+            raise _fail(f"no image files ({' '.join(IMAGE_EXTENSIONS)}) in {path}")
         return images, ignored
     if path.exists():
         return [path], 0  # a single file named explicitly is tried whatever its extension
