@@ -196,7 +196,8 @@ def _decode(path: Path) -> _Pixels:
         raise ImageFileError(path, "is a directory") from None
     except Exception as exc:  # noqa: BLE001 - decoders raise anything on corrupt data
         msg = str(exc).strip()
-        raise ImageFileError(path, f"cannot decode ({type(exc).__name__}{': ' + msg if msg else ''})") from None
+        why = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+        raise ImageFileError(path, f"cannot decode ({why})") from None
 
 
 def _orientation(im: Image.Image) -> int:

@@ -22,7 +22,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lsm_jax.data.image_io import IMAGE_EXTENSIONS, ImageFileError, LoadedImage, list_images, read_image, write_png
+from lsm_jax.data.image_io import (
+    IMAGE_EXTENSIONS, ImageFileError, LoadedImage, list_images, read_image, write_png,
+)
 from lsm_jax.data.imresize import imresize
 from lsm_jax.data.quantize import quantize
 
@@ -70,7 +72,8 @@ def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int) -> np.nda
     ideal output of a gray input is itself gray, so any weights summing to one agree on it; they
     only differ in how they combine the network's small per-channel deviations, and equal weights
     give the least variance. BT.601 luma weights would trust green twice as much as red for no
-    reason: the input green carried no more information.
+    reason: the input green carried no more information. Samples are rounded by
+    ``lsm_jax.data.quantize`` (the metrics' rule), so an 8-bit result is the image that is scored.
     """
     h, w = img.rgb.shape[:2]
     sr = np.asarray(upscale_fn(img.rgb), dtype=np.float32)
