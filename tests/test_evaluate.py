@@ -81,10 +81,14 @@ def test_corrupt_image_is_named(tmp_path):
         evaluate.main(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
 
 
-def test_wrong_model_output_shape(tmp_path):
+@pytest.mark.parametrize("model,message", [
+    (lambda lr: lr, r"butterfly: the model returned \(64, 64, 3\).*expected \(256, 256, 3\)"),
+    (lambda lr: np.full((256, 256, 3), np.nan, np.float32), r"butterfly: the model returned NaN or inf"),
+])
+def test_wrong_model_output_is_named(tmp_path, model, message):
     root = _small_benchmark(tmp_path, names=("butterfly",))
-    with pytest.raises(ValueError, match=r"butterfly: the model returned \(64, 64, 3\).*expected \(256, 256, 3\)"):
-        scoring.evaluate_folder(lambda lr: lr, root, 4, progress=False)
+    with pytest.raises(ValueError, match=message):
+        scoring.evaluate_folder(model, root, 4, progress=False)
 
 
 def test_summary_uses_paper_column_order():

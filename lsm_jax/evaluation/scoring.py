@@ -127,6 +127,8 @@ def evaluate_folder(upscale_fn: UpscaleFn, data_dir: str | Path, scale: int, pro
             raise ValueError(
                 f"{pair.name}: the model returned {sr.shape} for LR {lr.shape}, expected {hr.shape} (x{scale})"
             )
+        if not np.all(np.isfinite(sr)):  # a broken model, not a bad score: say which image
+            raise ValueError(f"{pair.name}: the model returned NaN or inf for LR {lr.shape}")
         p, s = sr_scores(sr, hr, scale)
         images.append({"name": pair.name, "psnr": p, "ssim": s})
     return {
