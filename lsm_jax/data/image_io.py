@@ -115,7 +115,7 @@ def read_rgb8(path: str | os.PathLike) -> np.ndarray:
         # round(v / 257) in integers: v / 257 is never exactly k + 1/2, so no tie rule is needed.
         color = ((color.astype(np.uint32) + 128) // 257).astype(np.uint8)
     elif a.dtype != np.uint8:
-        color = quantize(color / np.float32(px.maxval), 8)
+        color = quantize(np.nan_to_num(color / np.float32(px.maxval)), 8)
     if color.shape[2] == 1:
         color = np.repeat(color, 3, axis=2)
     return np.ascontiguousarray(color)
