@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lsm_jax.data import pipeline as data  # noqa: E402
-from lsm_jax.data.image_files import write_png  # noqa: E402
+from lsm_jax.data.image_io import write_png  # noqa: E402
 from lsm_jax.data.make_lr import make_lr_image  # noqa: E402
 
 

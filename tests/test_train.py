@@ -97,7 +97,7 @@ def params_of(directory) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory):
     """A one-image benchmark folder (HR 32×32 and its x2 LR), cheap to validate on."""
-    from lsm_jax.data.image_files import write_png
+    from lsm_jax.data.image_io import write_png
     from lsm_jax.data.imresize import imresize
     root = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)
@@ -105,6 +105,41 @@ def bench_dir(tmp_path_factory):
     write_png(root / "HR" / "img.png", hr)
     write_png(root / "LR_bicubic" / "X2" / "imgx2.png", np.asarray(imresize(hr, 0.5)))
     return root
+
+
+def test_validation_previews_come_from_the_best_dir_folder(tmp_path):
+    """Crops go to TensorBoard from `eval.best_dir`, the folder the best checkpoint is chosen on."""
+    import ml_collections
+
+    from lsm_jax.data.image_io import write_png
+    from lsm_jax.training.validation import Validator
+
+    rng = np.random.default_rng(1)
+    dirs = []
+    for name in ("first", "second"):
+        hr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        write_png(tmp_path / name / "HR" / f"{name}_img.png", hr)
+        write_png(tmp_path / name / "LR_bicubic" / "X2" / f"{name}_imgx2.png", hr[::2, ::2])
+        dirs.append(str(tmp_path / name))
+    config = ml_collections.ConfigDict(dict(model=dict(upscale=2), eval=dict(
+        every=1, dirs=dirs, num_images=1, crop=8, best_dir=1)))
+    validator = Validator(None, None, None, None, config)  # graph and shardings: unused here
+    validator.upscaler = lambda params: lambda lr: lr.repeat(2, 0).repeat(2, 1)
+
+    class Writer:
+        def scalars(self, step, values):
+            self.values = values
+
+        def images(self, step, images):
+            self.names = sorted(images)
+
+    writer = Writer()
+    out = validator.run(0, None, writer)
+    assert writer.names == ["val/second_img"]
+    assert out["psnr"] == out["second/psnr"] != out["first/psnr"]
+    config.eval.best_dir = 2
+    with pytest.raises(ValueError, match="eval.best_dir: 2"):
+        Validator(None, None, None, None, config)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ def _free_port() -> int:
 
 def _paired_folder(root) -> None:
     """Four 32×32 HR images with 16×16 LR partners (pre-made: no resizing inside the loader)."""
-    from lsm_jax.data.image_files import write_png
+    from lsm_jax.data.image_io import write_png
     rng = np.random.default_rng(0)
     for i in range(4):
         hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from lsm_jax.data.config import SOURCES as _SOURCES, default_data_config  # noqa: F401
-from lsm_jax.data.image_files import ImageFileError, check_images, image_size, list_images, read_image
+from lsm_jax.data.image_io import ImageFileError, check_images, image_size, list_images, read_rgb8
 
 __all__ = [
     "EMBEDDED_NAMES", "default_data_config", "embedded_images", "make_train_loader", "build_source",
@@ -95,7 +95,7 @@ class HrFolderSource:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         p = self.hr_paths[i]
-        return {"hr": read_image(p), "name": p}
+        return {"hr": read_rgb8(p), "name": p}
 
     def __repr__(self) -> str:
         first = self.hr_paths[0] if self.hr_paths else ""
@@ -117,7 +117,7 @@ class PairedFolderSource:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         hp, lp = self.hr_paths[i], self.lr_paths[i]
-        hr, lr = read_image(hp), read_image(lp)
+        hr, lr = read_rgb8(hp), read_rgb8(lp)
         _check_pair_shape(hp, hr.shape[:2], lp, lr.shape[:2], self.scale)
         return {"hr": hr, "lr": lr, "name": hp}
 
@@ -146,7 +146,7 @@ def _check_pair_shape(hr_path, hr_hw, lr_path, lr_hw, scale: int) -> None:
     want = (hr_hw[0] // scale, hr_hw[1] // scale)
     if tuple(lr_hw) != want:
         raise ImageFileError(
-            f"{lr_path}: LR is {lr_hw[0]}x{lr_hw[1]} but HR {hr_path} is {hr_hw[0]}x{hr_hw[1]}, "
+            lr_path, f"LR is {lr_hw[0]}x{lr_hw[1]} but HR {hr_path} is {hr_hw[0]}x{hr_hw[1]}, "
             f"so x{scale} needs LR {want[0]}x{want[1]}"
         )
 
@@ -205,14 +205,14 @@ class PairCropAugment(grain.transforms.RandomMap):
             lr = element["lr"]
             h, w = lr.shape[:2]
             if h < lq or w < lq:
-                raise ImageFileError(f"{name}: LR {h}x{w} is smaller than the LR patch {lq} (gt_size {gt} / x{s})")
+                raise ImageFileError(name, f"LR {h}x{w} is smaller than the LR patch {lq} (gt_size {gt} / x{s})")
             top, left = int(rng.integers(0, h - lq + 1)), int(rng.integers(0, w - lq + 1))
             lr_c = lr[top : top + lq, left : left + lq]
             hr_c = hr[top * s : (top + lq) * s, left * s : (left + lq) * s]
         else:
             h, w = hr.shape[:2]
             if h < gt or w < gt:
-                raise ImageFileError(f"{name}: HR {h}x{w} is smaller than gt_size {gt}")
+                raise ImageFileError(name, f"HR {h}x{w} is smaller than gt_size {gt}")
             top, left = int(rng.integers(0, h - gt + 1)), int(rng.integers(0, w - gt + 1))
             hr_c = hr[top : top + gt, left : left + gt]
             # LR of the crop itself (before augmentation), as a pre-made pair would be.
@@ -251,7 +251,7 @@ def _paired_paths(c, scale: int) -> tuple[list[Path], list[Path]]:
     lr_dir = Path(str(c.lr_dir).replace("{scale}", str(scale)))
     hr_paths = list_images(c.hr_dir)
     if not hr_paths:
-        raise ImageFileError(f"{c.hr_dir}: no images")
+        raise ImageFileError(c.hr_dir, "no images")
     lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
     lr_paths, missing = [], []
     for hp in hr_paths:
@@ -265,7 +265,7 @@ def _paired_paths(c, scale: int) -> tuple[list[Path], list[Path]]:
         lr_paths.append(lp)
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise ImageFileError(f"{lr_dir}: {len(missing)} LR file(s) missing: {shown}")
+        raise ImageFileError(lr_dir, f"{len(missing)} LR file(s) missing: {shown}")
     return hr_paths, lr_paths
 
 
@@ -307,7 +307,7 @@ def build_source(cfg: ml_collections.ConfigDict, scale: int):
             raise ValueError("data config: source='hr_only' needs hr_dir")
         paths = list_images(c.hr_dir)
         if not paths:
-            raise ImageFileError(f"{c.hr_dir}: no images")
+            raise ImageFileError(c.hr_dir, "no images")
         src = HrFolderSource(paths)
     elif c.source == "paired":
         src = PairedFolderSource(*_paired_paths(c, scale), scale=scale)
@@ -317,7 +317,7 @@ def build_source(cfg: ml_collections.ConfigDict, scale: int):
         problems = check_dataset(src, scale, c.gt_size)
         if problems:
             shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-            raise ImageFileError(f"data check failed, {len(problems)} problem(s):\n  {shown}")
+            raise ImageFileError(c.hr_dir, f"data check failed, {len(problems)} problem(s):\n  {shown}")
     ratio = int(c.dataset_enlarge_ratio)
     if ratio < 1:
         raise ValueError(f"data config: dataset_enlarge_ratio must be >= 1, got {ratio}")

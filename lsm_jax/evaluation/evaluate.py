@@ -11,7 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-from lsm_jax.data.image_files import ImageFileError
 from lsm_jax.evaluation.scoring import UpscaleFn, bicubic_upscaler, evaluate_folder, format_results
 
 __all__ = ["main"]
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     try:
         for d in args.data:
             results.append(evaluate_folder(upscale, d, args.scale, progress=not args.no_progress))
-    except ImageFileError as e:
+    except ValueError as e:  # ImageFileError (bad files) or a model giving a wrong shape / NaN
         raise SystemExit(f"evaluate: {e}") from None
     print(format_results(results, method))
     if args.json:

@@ -22,16 +22,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lsm_jax.data.imresize import imresize
-
 from lsm_jax.data.image_io import (
-    ImageReadError,
-    LoadedImage,
-    list_image_files,
-    read_image,
-    to_uint,
-    write_png,
+    IMAGE_EXTENSIONS, ImageFileError, LoadedImage, list_images, read_image, write_png,
 )
+from lsm_jax.data.imresize import imresize
+from lsm_jax.data.quantize import quantize
 
 __all__ = [
     "UpscaleFn",
@@ -77,16 +72,17 @@ def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int) -> np.nda
     ideal output of a gray input is itself gray, so any weights summing to one agree on it; they
     only differ in how they combine the network's small per-channel deviations, and equal weights
     give the least variance. BT.601 luma weights would trust green twice as much as red for no
-    reason: the input green carried no more information.
+    reason: the input green carried no more information. Samples are rounded by
+    ``lsm_jax.data.quantize`` (the metrics' rule), so an 8-bit result is the image that is scored.
     """
     h, w = img.rgb.shape[:2]
     sr = np.asarray(upscale_fn(img.rgb), dtype=np.float32)
     if sr.shape != (h * scale, w * scale, 3):
         raise ValueError(f"the model returned shape {sr.shape}, expected {(h * scale, w * scale, 3)}")
     color = sr.mean(axis=2, dtype=np.float64, keepdims=True) if img.was_gray else sr
-    planes = [to_uint(color, img.bit_depth)]
+    planes = [quantize(color, img.bit_depth)]
     if img.alpha is not None:
-        planes.append(to_uint(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
+        planes.append(quantize(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
     return np.concatenate(planes, axis=2)
 
 
@@ -95,7 +91,7 @@ def upscale_file(
 ) -> Path:
     """Upscale one image file into ``out_dir/{stem}_x{scale}.png``; returns the path written.
 
-    Creates ``out_dir`` if needed. Raises ``ImageReadError`` if the file cannot be read, other
+    Creates ``out_dir`` if needed. Raises ``ImageFileError`` if the file cannot be read, other
     exceptions for model or write errors.
     """
     img = read_image(path)
@@ -106,7 +102,7 @@ def upscale_file(
 
 
 def _problem(exc: Exception) -> str:
-    if isinstance(exc, ImageReadError):
+    if isinstance(exc, ImageFileError):
         return exc.reason
     msg = str(exc).strip()
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -218,13 +214,13 @@ def _collect_inputs(path: Path) -> tuple[list[Path], int]:
     """(image files to process, number of other files ignored)."""
     if path.is_dir():
         try:
-            images = list_image_files(path)
+            images = list_images(path)
             visible = sum(1 for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         except OSError as exc:
             raise _fail(f"cannot list {path}: {exc.strerror or exc}") from None
         ignored = visible - len(images)
         if not images:
-            raise _fail(f"no image files (PNG, JPEG, BMP, TIFF, WebP) in {path}")
+            raise _fail(f"no image files ({' '.join(IMAGE_EXTENSIONS)}) in {path}")
         return images, ignored
     if path.exists():
         return [path], 0  # a single file named explicitly is tried whatever its extension
