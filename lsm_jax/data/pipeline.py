@@ -1,8 +1,10 @@
-"""Training input pipeline on grain: paired or HR-only folders, or the embedded photographs.
+"""Training input pipeline on grain: paired or HR-only folders, records folders, or the embedded photographs.
 
 Per record: decode (in the source, on read threads) -> random aligned crop ->
 LR made on the fly when there is none (MATLAB bicubic of the HR crop, JAX on
 CPU) -> hflip / vflip / HW-transpose with p = 0.5 each -> float32 [0, 1].
+The 'records' source (:mod:`lsm_jax.data.records`) reads pre-cut sub-images
+with their LR from ArrayRecord shards instead of decoding whole PNGs.
 Records are shuffled by a seeded :class:`grain.samplers.IndexSampler`, each
 host reads its own shard, and worker processes run the per-record work.
 
@@ -26,10 +28,11 @@ import numpy as np
 
 from lsm_jax.data.config import SOURCES as _SOURCES, default_data_config  # noqa: F401
 from lsm_jax.data.image_files import ImageFileError, check_images, image_size, list_images, read_image
+from lsm_jax.data.records import RecordsSource
 
 __all__ = [
     "EMBEDDED_NAMES", "default_data_config", "embedded_images", "make_train_loader", "build_source",
-    "check_dataset", "EmbeddedSource", "HrFolderSource", "PairedFolderSource", "EnlargedSource",
+    "check_dataset", "EmbeddedSource", "HrFolderSource", "PairedFolderSource", "EnlargedSource", "RecordsSource",
     "PairCropAugment",
 ]
 
@@ -241,7 +244,10 @@ def _cfg(cfg) -> ml_collections.ConfigDict:
     if unknown:
         raise ValueError(f"data config: unknown field(s) {unknown}; known: {sorted(c.keys())}")
     for k in cfg.keys():
-        c[k] = cfg[k]
+        v = cfg[k]
+        if isinstance(c[k], tuple) and isinstance(v, str):  # one folder given as a plain string
+            v = (v,) if v else ()
+        c[k] = v
     return c
 
 
@@ -273,7 +279,7 @@ def check_dataset(source, scale: int, gt_size: int, threads: int = 8) -> list[st
     """Decode every file of a source and check pair shapes and patch sizes; returns the problems."""
     if isinstance(source, EnlargedSource):
         source = source.source
-    if isinstance(source, EmbeddedSource):
+    if isinstance(source, (EmbeddedSource, RecordsSource)):  # records: shards checked on opening
         return []
     if isinstance(source, PairedFolderSource):
         bad = check_images(source.hr_paths + source.lr_paths, threads)
@@ -297,10 +303,17 @@ def check_dataset(source, scale: int, gt_size: int, threads: int = 8) -> list[st
     return problems
 
 
-def build_source(cfg: ml_collections.ConfigDict, scale: int):
-    """The random-access source named by ``cfg.source`` (enlarged, and checked if ``cfg.check_files``)."""
+def build_source(cfg: ml_collections.ConfigDict, scale: int, shard_index: int = 0, shard_count: int = 1):
+    """The random-access source named by ``cfg.source`` (enlarged, and checked if ``cfg.check_files``).
+
+    Only 'records' uses ``shard_index`` / ``shard_count``: it splits itself per host (the other sources are
+    split by the sampler).
+    """
     c = _cfg(cfg)
-    if c.source == "embedded":
+    if c.source == "records":
+        src = RecordsSource(tuple(c.record_dirs), scale, int(c.gt_size), tuple(c.record_weights),
+                            shard_index=shard_index, shard_count=shard_count)
+    elif c.source == "embedded":
         src = EmbeddedSource()
     elif c.source == "hr_only":
         if not c.hr_dir:
@@ -365,10 +378,13 @@ def make_train_loader(
         raise ValueError(f"data config: num_workers must be >= 0, got {c.num_workers}")
     if c.num_workers > 0:
         _absl_flags_parsed_workaround()
-    source = build_source(c, scale)
-    if len(source) < shard_count:
-        raise ValueError(f"{len(source)} training images cannot be split into {shard_count} shards")
-    shard = grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=True)
+    source = build_source(c, scale, shard_index, shard_count)
+    if c.source == "records":  # already this host's part
+        shard = grain.sharding.NoSharding()
+    else:
+        if len(source) < shard_count:
+            raise ValueError(f"{len(source)} training images cannot be split into {shard_count} shards")
+        shard = grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=True)
     sampler = grain.samplers.IndexSampler(
         num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None, seed=int(seed)
     )
