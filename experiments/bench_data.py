@@ -98,20 +98,15 @@ def records_breakdown(cfg, scale: int, gt: int, batch: int, n: int = 64) -> dict
 
     src = data.build_source(cfg, scale)
     folder = src.folders[0]
-    keys = np.random.default_rng(1).integers(0, len(folder.data), n)
+    plans = [folder.plan(int(j)) for j in np.random.default_rng(1).integers(0, len(folder), n)]
     t0 = time.perf_counter()
-    recs = [folder.data[int(k)] for k in keys]
+    recs = [[folder.data[key] for key, _ in jobs] for _, _, jobs, _ in plans]
     t_read = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
-    for r in recs:
-        decode_tile(r)
+    for (_, _, jobs, _), rs in zip(plans, recs):
+        for (_, dest), r in zip(jobs, rs):
+            decode_tile(r, dest)
     t_decode = (time.perf_counter() - t0) / n
-    tiles = []
-    for j in range(min(len(folder), n)):
-        i, y, x = (int(v) for v in folder.sub[j])
-        _, rows, cols, (h, w), _ = folder.images[i]
-        tiles.append(sum(1 for r in rows[:-1] if y <= r < y + h) * sum(1 for c in cols[:-1] if x <= c < x + w))
-    recs_per_patch = 2 * float(np.mean(tiles))  # HR + LR record per tile
     aug = data.PairCropAugment(scale=scale, gt_size=gt)
     el = src[0]
     rng = np.random.default_rng(0)
@@ -128,7 +123,7 @@ def records_breakdown(cfg, scale: int, gt: int, batch: int, n: int = 64) -> dict
     for _ in range(4):
         jax.block_until_ready(jax.device_put(b, dev))
     t_put = (time.perf_counter() - t0) / (4 * batch)
-    return {"read shards": t_read * recs_per_patch * 1e3, "decode tiles": t_decode * recs_per_patch * 1e3,
+    return {"read shards": t_read * 1e3, "decode tiles": t_decode * 1e3,
             "crop+augment+float": t_aug * 1e3, "batch": t_batch * 1e3, f"to {dev.platform} device": t_put * 1e3}
 
 

@@ -63,8 +63,8 @@ class RecordsFolder:
     def __len__(self) -> int:
         return len(self.sub)
 
-    def read(self, j: int) -> dict[str, Any]:
-        """Sub-image ``j``: ``{'hr': uint8 (h, w, 3), 'lr': uint8 (h/s, w/s, 3), 'name': 'source@y,x'}``."""
+    def plan(self, j: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray]], str]:
+        """Sub-image ``j`` as empty HR and LR arrays, the (record key, destination view) of each tile, its name."""
         i, y, x = (int(v) for v in self.sub[j])
         base, rows, cols, (h, w), name = self.images[i]
         s = self.scale
@@ -73,14 +73,22 @@ class RecordsFolder:
         r0, r1 = bisect.bisect_left(rows, y), bisect.bisect_left(rows, y + h)
         c0, c1 = bisect.bisect_left(cols, x), bisect.bisect_left(cols, x + w)
         ncols = len(cols) - 1
+        jobs = []
         for r in range(r0, r1):
             ty0, ty1 = rows[r] - y, rows[r + 1] - y
             for c in range(c0, c1):
                 tx0, tx1 = cols[c] - x, cols[c + 1] - x
                 key = base + (r * ncols + c) * self.n_arrays
-                decode_tile(self.data[key], hr[ty0:ty1, tx0:tx1])
-                decode_tile(self.data[key + self.lr_array], lr[ty0 // s : ty1 // s, tx0 // s : tx1 // s])
-        return {"hr": hr, "lr": lr, "name": f"{self.folder}/{name}@{y},{x}"}
+                jobs.append((key, hr[ty0:ty1, tx0:tx1]))
+                jobs.append((key + self.lr_array, lr[ty0 // s : ty1 // s, tx0 // s : tx1 // s]))
+        return hr, lr, jobs, f"{self.folder}/{name}@{y},{x}"
+
+    def read(self, j: int) -> dict[str, Any]:
+        """Sub-image ``j``: ``{'hr': uint8 (h, w, 3), 'lr': uint8 (h/s, w/s, 3), 'name': 'dir/source@y,x'}``."""
+        hr, lr, jobs, name = self.plan(j)
+        for key, dest in jobs:
+            decode_tile(self.data[key], dest)
+        return {"hr": hr, "lr": lr, "name": name}
 
 
 class RecordsSource:
