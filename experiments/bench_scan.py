@@ -151,8 +151,28 @@ def scan_grid(quick: bool, reps: int):
         rows.append(run_point(label + "_bidir", impl, opts, b, length, "fwd", reps, bw0, a, x, None,
                               bidirectional=True))
         print(json.dumps(rows[-1]), flush=True)
+    rows += memory_rows()
     bw1 = copy_bandwidth(4 * 65536 * N, reps)
     print(json.dumps(dict(kind="copy_bandwidth", start_gbps=bw0 / 1e9, end_gbps=bw1 / 1e9)), flush=True)
+    return rows
+
+
+def memory_rows(b=16, length=16384):
+    """Peak temporary memory of value-and-grad at (16, 16384), compiled only: the custom VJP against
+    autodiff through the strategy (custom_vjp=False)."""
+    spec = jax.ShapeDtypeStruct((b, length, N), jnp.complex64)
+    rows = []
+    for label, impl, opts in [("associative", "associative", {}), ("two_pass_256", "two_pass", dict(chunk=256)),
+                              ("sequential", "sequential", {})]:
+        for custom in (True, False):
+            fn = scan_fn(impl, dict(opts, custom_vjp=custom), "fwd_bwd")
+            mem = jax.jit(fn).lower(spec, spec).compile().memory_analysis()
+            rows.append(dict(kind="memory", strategy=f"{label}{'' if custom else '_autodiff'}", impl=impl,
+                             options=json.dumps(dict(opts, custom_vjp=custom)), B=b, L=length, N=N,
+                             dtype="complex64", mode="fwd_bwd",
+                             temp_E=round(mem.temp_size_in_bytes / (8 * b * length * N), 2),
+                             platform=jax.default_backend(), jax=jax.__version__))
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
