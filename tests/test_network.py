@@ -120,7 +120,7 @@ def test_old_flat_scan_impl_still_loads():
     data['scan_impl'] = 'chunked'
     import json
     cfg = config_from_json(json.dumps(data))
-    assert cfg.scan.impl == 'chunked' and cfg.scan.chunk == 64
+    assert cfg.scan.impl == 'chunked' and cfg.scan.chunk == 256
     assert config_from_json(config_to_json(cfg)).scan.to_dict() == cfg.scan.to_dict()
 
 

@@ -22,7 +22,7 @@ def _flip(a3, x3):
     return (a3 if a3.shape[1] == 1 else jnp.flip(a3, 1)), jnp.flip(x3, 1)
 
 
-def scan_chunked(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, chunk: int = 64):
+def scan_chunked(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, chunk: int = 256):
     """One pass and a fix-up (see the module docstring); computes in float32 / complex64."""
     compute = result_dtype(a3, x3)
     length = x3.shape[1]
@@ -53,7 +53,7 @@ def scan_chunked(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bo
     return h.astype(store), ends[:, -1]
 
 
-def scan_two_pass(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, chunk: int = 64,
+def scan_two_pass(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, chunk: int = 256,
                   unroll: int = 1):
     """Summaries, carry-ins, rescan (see the module docstring). h is stored in x's dtype; the state
     is carried in float32 / complex64."""
