@@ -58,10 +58,10 @@ def load_config(variant: str = "lsm_light", recipe: str = "tiny"):
     return module.get_config(recipe)
 
 
-MICRO_MODEL = dict(embed_dim=32, depth=[2], num_heads=[2], num_tokens=8, d_state=2, split_size=[4, 4],
-                   scan_impl="sequential")
+MICRO_MODEL = dict(embed_dim=32, depth=[2], num_heads=[2], num_tokens=8, d_state=2, split_size=[4, 4])
 MICRO_OVERRIDES = [f"--config.model.{k}={v if isinstance(v, str) else tuple(v) if isinstance(v, list) else v}"
                    for k, v in MICRO_MODEL.items()] + [
+    "--config.model.scan.impl=sequential",
     "--config.patch_size=8", "--config.batch_size=8", "--config.eval.every=0", "--config.progress_bar=False",
     "--config.data.read_threads=1"]
 
@@ -70,6 +70,7 @@ def micro_config(total_steps: int = 4, **fields):
     """The tiny LSM-light recipe shrunk to the smallest network that has both block types."""
     config = load_config()
     config.model.update(MICRO_MODEL)
+    config.model.scan.impl = "sequential"
     config.patch_size, config.batch_size, config.total_steps = 8, 8, total_steps
     config.eval.every, config.checkpoint.every, config.progress_bar = 0, 2, False
     config.data.read_threads = 1

@@ -17,7 +17,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lsm_jax.model.network import LSM
-from lsm_jax.model.variants import resolve_semantics
+from lsm_jax.model.semantics import resolve_semantics
 from lsm_jax.training import sharding
 from lsm_jax.training.optimizer import make_optimizer
 from lsm_jax.training.state import TrainState, ema_update, make_init_fn, split_model
@@ -52,9 +52,7 @@ def make_train_forward(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_colle
     """forward(params, x, key) -> y in training mode. Under semantics whose recurrence crosses images
     (reference, Q1/Q6) the batch is split into independent groups of `config.recurrence_group`
     images, as the authors' per-GPU batches were; images interact only within their group."""
-    sem = resolve_semantics(config.model)
-    cross_image = sem["scan_axis"] == "batch" or sem["mk_a_batch_mean"]
-    group = config.recurrence_group if cross_image else 0
+    group = config.recurrence_group if resolve_semantics(config.model).cross_image else 0
 
     def forward(params, x, key):
         run = lambda xs, k: nnx.merge(graphdef, params, rest)(xs, train=True, key=k)  # noqa: E731
