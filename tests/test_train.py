@@ -152,7 +152,7 @@ def test_validation_exports_the_ema_weights(straight_run, bench_dir):
     assert set(checkpointing.Checkpointer(workdir / "checkpoints").all_steps()) == {2, 4}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])  # a preemption notice; Ctrl-C
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)  # preemption; Ctrl-C
 def test_stop_signal_saves_a_checkpoint_that_restores(tmp_path, sig):
     cmd = [sys.executable, "-m", "lsm_jax.train", "--config", f"{REPO}/configs/lsm_light.py:tiny",
            "--workdir", str(tmp_path), "--config.total_steps=100000", "--config.checkpoint.every=1000",
