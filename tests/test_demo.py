@@ -26,6 +26,7 @@ def test_steps_and_config_overrides_both_apply(monkeypatch, tmp_path, argv, step
         raise _Stop
 
     monkeypatch.setattr(loop, "train_and_evaluate", fake_train)
+    monkeypatch.setattr(demo.logging, "basicConfig", lambda **kw: None)   # keep pytest's log handlers
     with pytest.raises(_Stop):
         demo.main(["--out", str(tmp_path / "out"), *argv])
     config = seen["config"]
@@ -34,7 +35,8 @@ def test_steps_and_config_overrides_both_apply(monkeypatch, tmp_path, argv, step
     assert tuple(config.eval.dirs) == (str(demo.SET5),)
 
 
-def test_bad_override_is_one_line(tmp_path, capsys):
+def test_bad_override_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo.logging, "basicConfig", lambda **kw: None)
     assert demo.main(["--out", str(tmp_path / "out"), "--steps", "3", "--config.optim.lrr=1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "optim.lrr" in err and "\n" not in err
