@@ -188,7 +188,8 @@ def test_validation_exports_the_ema_weights(straight_run, bench_dir):
     assert set(checkpointing.Checkpointer(workdir / "checkpoints").all_steps()) == {2, 4}
 
 
-def test_sigterm_saves_a_checkpoint_that_restores(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)  # preemption; Ctrl-C
+def test_stop_signal_saves_a_checkpoint_that_restores(tmp_path, sig):
     cmd = [sys.executable, "-m", "lsm_jax.train", "--config", f"{REPO}/configs/lsm_light.py:tiny",
            "--workdir", str(tmp_path), "--config.total_steps=100000", "--config.checkpoint.every=1000",
            "--config.log_every=1", *MICRO_OVERRIDES]
@@ -200,10 +201,10 @@ def test_sigterm_saves_a_checkpoint_that_restores(tmp_path):
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[0][-3000:]
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
-    assert "stopping at step" in out and "SIGTERM" in out
+    assert "stopping at step" in out and sig.name in out
     ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
     step = ckpt.latest_step()
     assert step is not None and step >= 3

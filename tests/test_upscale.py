@@ -17,6 +17,7 @@ from fixture_png import plain_png, rng_img
 from lsm_jax.data.image_io import ImageFileError, read_image
 from lsm_jax.data.quantize import quantize
 from lsm_jax.evaluation.metrics import quantize as metrics_quantize
+from test_train import compilation_cache  # noqa: F401  (each real-model run compiles one program once)
 from lsm_jax.inference import upscale
 from lsm_jax.inference.upscale import main, resize_alpha, tiled, upscale_file, upscale_paths
 
@@ -261,13 +262,24 @@ def test_missing_input_or_checkpoint_is_one_line(tmp_path, ckpt):
     assert "checkpoint not found" in str(e.value.code) and "no_ckpt" in str(e.value.code)
 
 
-def test_same_input_same_bits(tmp_path, ckpt, fake_model):
-    src = rng_img((7, 5, 4), seed=12)
-    src[..., 3] = rng_img((7, 5), seed=13)
-    Image.fromarray(src, "RGBA").save(tmp_path / "a.png")
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """The real tiny network: the golden fixture's weights through the converter."""
+    return tiny_checkpoint(tmp_path_factory)
+
+
+def test_same_input_same_bits(tmp_path, tiny_ckpt):
+    """Two runs of the real network, each with a fresh model load, write the same bytes."""
+    src = rng_img((7, 5, 3), seed=12)
+    Image.fromarray(src).save(tmp_path / "a.png")
     for out in ("o1", "o2"):
-        assert main(cli(ckpt, tmp_path / "a.png", tmp_path / out, "--quiet")) == 0
-    assert (tmp_path / "o1" / "a_x2.png").read_bytes() == (tmp_path / "o2" / "a_x2.png").read_bytes()
+        assert main(cli(tiny_ckpt, tmp_path / "a.png", tmp_path / out, "--quiet")) == 0
+    first = (tmp_path / "o1" / "a_x2.png").read_bytes()
+    assert first == (tmp_path / "o2" / "a_x2.png").read_bytes()
+    with Image.open(tmp_path / "o1" / "a_x2.png") as im:   # the network's output, not a copy of the input
+        assert im.mode == "RGB" and im.size == (10, 14)
+        rgb = np.asarray(im)
+    assert not np.array_equal(rgb, nearest(src))
 
 
 def test_tiling_is_seamless_for_a_local_model():
@@ -290,9 +302,9 @@ def test_tiling_is_seamless_for_a_local_model():
 # End to end with the real model
 
 
-def test_end_to_end_real_checkpoint(tmp_path_factory, tmp_path):
-    """The real tiny network on 1×1, 7×5, gray, RGBA and 16-bit inputs, plus bit-exact reruns."""
-    ckpt_dir = tiny_checkpoint(tmp_path_factory)
+def test_end_to_end_real_checkpoint(tiny_ckpt, tmp_path):
+    """The real tiny network on 1×1, 7×5, gray, RGBA and 16-bit inputs; a duplicate gives the same bits."""
+    ckpt_dir = tiny_ckpt
     d = tmp_path / "in"
     d.mkdir()
     Image.fromarray(rng_img((1, 1, 3), seed=13)).save(d / "one.png")
@@ -315,6 +327,4 @@ def test_end_to_end_real_checkpoint(tmp_path_factory, tmp_path):
     with Image.open(out / "deep_x2.png") as im:
         assert im.mode == "I;16" and im.size == (10, 14)
     assert (out / "same_x2.png").read_bytes() == (out / "rgb_x2.png").read_bytes()
-    # A second run (fresh model load) gives the same bits.
-    assert main(cli(ckpt_dir, d / "rgb.png", tmp_path / "o2", "--quiet")) == 0
-    assert (tmp_path / "o2" / "rgb_x2.png").read_bytes() == (out / "rgb_x2.png").read_bytes()
+    # Reruns with a fresh model load: test_same_input_same_bits.

@@ -21,7 +21,8 @@ from lsm_jax.model.smu import SemanticLRU
 from lsm_jax.scan.config import ScanSpec, scan_spec
 from lsm_jax.model.window_attention import WindowAttention, is_shifted
 
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
+RGB_MEAN = (0.4488, 0.4371, 0.4040)   # subtracted from RGB inputs; gray (1-channel) models use 0
+IN_CHANS = (1, 3)
 NUM_FEAT = 64   # the classic tail's feature width, fixed in the reference
 
 
@@ -121,6 +122,8 @@ class LSM(nnx.Module):
             raise ValueError(f"depth {list(cfg.depth)} and num_heads {list(cfg.num_heads)} differ in length")
         if cfg.upscale not in (2, 3, 4):
             raise ValueError(f"upscale must be 2, 3 or 4, got {cfg.upscale}")
+        if cfg.in_chans not in IN_CHANS:
+            raise ValueError(f"in_chans must be 1 (gray) or 3 (RGB), got {cfg.in_chans}")
         if cfg.embed_dim < 32:
             raise ValueError(f"embed_dim must be ≥ 32 (position-bias width ≥ 1), got {cfg.embed_dim}")
         self.semantics = resolve_semantics(cfg)   # resolved here once, handed to every CML block
@@ -130,6 +133,10 @@ class LSM(nnx.Module):
         self.arch = cfg.arch
         self.scale = int(cfg.upscale)
         self.img_range = float(cfg.img_range)
+        self.in_chans = int(cfg.in_chans)
+        # The SwinIR-family convention the reference follows: the DIV2K RGB mean for 3 channels, none
+        # for any other channel count.
+        self.mean = RGB_MEAN if self.in_chans == 3 else (0.0,) * self.in_chans
         rates = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depth)).tolist()
         starts = np.cumsum([0] + list(cfg.depth)).tolist()
 
@@ -156,18 +163,18 @@ class LSM(nnx.Module):
 
     def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None,
                  capture: dict | None = None) -> jax.Array:
-        """x: (B, H, W, 3) in [0, 1] -> (B, sH, sW, 3), not clamped.
+        """x: (B, H, W, in_chans) in [0, 1] -> (B, sH, sW, in_chans), not clamped.
 
         `train=True` needs `key` (drop path, Gumbel categorisation). `capture`, if a dict, receives
         the intermediate activations the golden fixture records (`act/...`, `cml/...` names).
         """
         if train and key is None:
             raise ValueError("train=True needs a PRNG key (drop path and Gumbel categorisation)")
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"input must be (B, H, W, 3), got shape {x.shape}")
+        if x.ndim != 4 or x.shape[-1] != self.in_chans:
+            raise ValueError(f"input must be (B, H, W, {self.in_chans}), got shape {x.shape}")
         key = key if train else None
         b, h, w, _ = x.shape
-        mean = jnp.asarray(RGB_MEAN, jnp.float32)
+        mean = jnp.asarray(self.mean, jnp.float32)
         x0 = (x.astype(jnp.float32) - mean) * self.img_range
         f = self.conv_first(x0).astype(jnp.float32)
         t = self.before_norm(f.reshape(b, h * w, -1))

@@ -39,6 +39,9 @@ def check_config(config: ml_collections.ConfigDict, mesh) -> None:
     if group < 0 or (0 < group < config.batch_size and config.batch_size % group):
         raise TrainingError(f"recurrence_group={group} must be 0, ≥ batch_size, or divide batch_size="
                             f"{config.batch_size}")
+    if config.model.in_chans != 3:
+        raise TrainingError(f"model.in_chans={config.model.in_chans}: training reads RGB images, so only 3 is "
+                            "trainable (a converted 1-channel checkpoint can upscale gray images)")
     if config.loss != "l1":
         raise TrainingError(f"loss={config.loss!r}: only 'l1' (the authors' loss) is implemented")
     if not 0.0 <= config.ema_decay < 1.0:
