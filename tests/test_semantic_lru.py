@@ -108,7 +108,8 @@ def test_paper_semantics_matches_numpy():
     cfg = network_config("tiny", 2)
     cfg.update(embed_dim=C, num_tokens=T, d_state=N, depth=[2], num_heads=[2], semantics="paper")
     # The semantics exactly as a network built from this config hands them to its CML block.
-    semantics = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0))).layers[0].blocks[1].semantics
+    block = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0))).layers[0].blocks[1]
+    semantics, scan = block.semantics, block.scan
     rng = np.random.default_rng(0)
     module = _module_with_numpy_parameters(rng)
     u = rng.normal(size=(B, H * W, C)).astype(np.float32)
@@ -121,7 +122,7 @@ def test_paper_semantics_matches_numpy():
     assert all(len(np.unique(c)) >= 4 for c in category)
     assert (order != np.argsort(order, axis=-1)).any()
     graphdef, params = nnx.split(module)
-    forward = jax.jit(lambda p, x, t: nnx.merge(graphdef, p)(x, t, (H, W), semantics))
+    forward = jax.jit(lambda p, x, t: nnx.merge(graphdef, p)(x, t, (H, W), semantics, scan))
     with jax.default_matmul_precision("highest"):
         got = np.asarray(forward(params, jnp.asarray(u), jnp.asarray(protos)))
     assert got.shape == (B, H * W, C)
