@@ -2,7 +2,7 @@
 
 A jitted forward compiles once per input shape (about 1 s for a tiny model on CPU, tens of seconds
 for LSM). `bucketed` reflect-pads each image up to the next bucket side (a multiple of the attention
-window from a geometric ladder, at most ~19% larger per side) and crops the output, so a folder of
+window from a geometric ladder, see `bucket_side`) and crops the output, so a folder of
 differently sized photos compiles a handful of times. Padding changes what attention and the SMU see
 near the border, so `evaluate` keeps it off unless asked (measured in docs/readme/inference.md).
 """
@@ -21,23 +21,24 @@ UpscaleFn = Callable[[np.ndarray], np.ndarray]
 
 __all__ = ["bucket_side", "bucketed", "cache_dir", "enable_compilation_cache"]
 
-# Multipliers of the window per octave: sides w·{4,5,6,7}·2^k (≤ 25% padding, 4 shapes per octave).
-_STEPS = (4, 5, 6, 7)
-
-
 def bucket_side(side: int, window: int) -> int:
-    """The smallest bucket side >= `side`: a multiple of `window` on the ladder window·{1..7, 8, 10,
-    12, 14, 16, 20, ...} (four sizes per octave above 4 windows)."""
+    """The smallest bucket side >= `side`, a multiple of `window`.
+
+    In windows: 1, 2, 3, 4, then two sizes per octave up to 32 windows (6, 8, 12, 16, 24, 32: a
+    side grows by at most 1/2, where compiling costs more than the padded pixels), then four per
+    octave (40, 48, 56, 64, 80, ...: at most 1/4, where the pixels cost more).
+    """
     if side < 1 or window < 1:
         raise ValueError(f"side {side} and window {window} must be positive")
     units = math.ceil(side / window)
-    if units <= _STEPS[0]:
+    if units <= 4:
         return units * window
-    octave = 1
+    octave = 4
     while True:
-        for m in _STEPS:
+        steps = (1, 1.5, 2) if octave < 32 else (1, 1.25, 1.5, 1.75, 2)
+        for m in steps:
             if m * octave >= units:
-                return m * octave * window
+                return int(m * octave) * window
         octave *= 2
 
 
