@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from lsm_jax.inference.budget import default_budget, format_size, tile_for_budget, whole_image_bytes
+from lsm_jax.inference.budget import (FIXED_BYTES, default_budget, format_size, tile_for_budget,
+                                     whole_image_bytes)
 from lsm_jax.inference.buckets import bucketed
 from lsm_jax.inference.ensemble import self_ensemble
 from lsm_jax.inference.tiling import is_out_of_memory, shrink_tile, tiled
@@ -58,6 +59,9 @@ class TiledRunner:
         self.min_tile = opts.min_tile or max(align, 2 * opts.overlap + align)
         self.report = report or (lambda line: print(line, file=sys.stderr))
         self.tiles_used: list[int | None] = []
+        if self.budget <= FIXED_BYTES:
+            self.report(f"note: a {format_size(self.budget)} budget is below the runtime's own "
+                        f"~{format_size(FIXED_BYTES)}; using the smallest tiles")
 
     def _tile_for(self, h: int, w: int) -> int | None:
         ens = 8 if self.opts.ensemble else 1
