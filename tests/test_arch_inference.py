@@ -8,7 +8,7 @@ import pytest
 import yaml
 from flax import nnx
 
-from fixture_checkpoint import fixture_arrays, write_reference_files
+from fixture_checkpoint import write_reference_files
 from lsm_jax.inference.arch_inference import (ArchitectureError, SHAPE_FIELDS, describe_mismatch,
                                               infer_network_config, official_match, reference_key,
                                               reference_shape)
