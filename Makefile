@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	  echo "make: no Python >= 3.12 found on PATH (tried python3.12, python3.13, python3.14, python3, python); install one (e.g. 'pyenv install 3.12') or pass PYTHON=/path/to/python3.12" >&2; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt -e '.[test]'
+	$(PY) -m pip install -q -r requirements.txt -e '.[test,tpu]'
 	@touch $@
 
 test: setup

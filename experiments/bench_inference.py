@@ -103,7 +103,7 @@ def bench_case(name: str, variant: str, scale: int, side: int, semantics: str, r
     cfg = network_config(variant, scale)
     cfg.semantics = semantics
     if scan_impl:
-        cfg.scan_impl = scan_impl
+        cfg.scan.impl = scan_impl
     model = LSM(cfg, rngs=nnx.Rngs(0))
     forward, params = make_forward(model)
     with jax.default_device(device):
@@ -120,7 +120,7 @@ def bench_case(name: str, variant: str, scale: int, side: int, semantics: str, r
     baseline = statistics.median([baseline, matmul_gflops(device)[0]])
     floor_s = gflop / baseline
     return dict(case=name, model=MODEL_NAMES.get(variant, variant), scale=scale, lr_hw=f"{side}x{side}",
-                semantics=semantics, scan_impl=cfg.scan_impl, batch=1, fwd_s=round(fwd_s, 4), fwd_min_s=round(min(times), 4),
+                semantics=semantics, scan_impl=cfg.scan.impl, batch=1, fwd_s=round(fwd_s, 4), fwd_min_s=round(min(times), 4),
                 compile_s=round(compile_s, 2), gflop=round(gflop, 2),
                 gflops_per_s=round(gflop / fwd_s, 1), matmul_gflops=round(baseline, 1),
                 floor_s=round(floor_s, 4), fwd_over_floor=round(fwd_s / floor_s, 2), reps=len(times))
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed forward passes per case (at least 5)")
     ap.add_argument("--csv", default="experiments/results/bench_inference.csv")
     ap.add_argument("--scan-impl", default=None, choices=["associative", "sequential", "chunked", "auto"],
-                    help="override cfg.scan_impl (matters for 'paper' semantics only); default: the config's")
+                    help="override cfg.scan.impl (matters for 'paper' semantics only); default: the config's")
     ap.add_argument("--gpu-large", action="store_true", help="also run LSM-S x4 at 256x256 (for a GPU)")
     args = ap.parse_args(argv)
 

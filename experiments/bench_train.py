@@ -52,7 +52,7 @@ def _config(variant: str, batch: int, patch: int, semantics: str, dtype: str, sc
     config.batch_size, config.patch_size = batch, patch
     config.model.update(semantics=semantics, dtype=dtype, remat=remat)
     if scan_impl:
-        config.model.scan_impl = scan_impl
+        config.model.scan.impl = scan_impl
     return config
 
 
@@ -99,7 +99,7 @@ def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, 
     gflop = float((cost or {}).get("flops", float("nan"))) / 1e9
     baseline = matmul_gflops(jax.devices()[0])[0]
     return dict(case=name, model=variant, scale=s, batch=batch, patch=patch, semantics=semantics, dtype=dtype,
-                scan_impl=config.model.scan_impl, remat=remat, devices=jax.device_count(),
+                scan_impl=config.model.scan.impl, remat=remat, devices=jax.device_count(),
                 platform=jax.devices()[0].platform, step_s=round(step_s, 5), img_per_s=round(batch / step_s, 3),
                 compile_s=round(compile_s, 2), gflop=round(gflop, 2), matmul_gflops=round(baseline, 1),
                 floor_s=round(gflop / baseline, 4), step_over_floor=round(step_s * baseline / gflop, 2),
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     parser.add_argument("--semantics", nargs="+", default=["paper", "reference"], choices=["paper", "reference"])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case (median reported)")
-    parser.add_argument("--scan_impl", default="", help="override the network's scan_impl")
+    parser.add_argument("--scan_impl", default="", help="override the network's scan.impl")
     parser.add_argument("--remat", action="store_true", help="rematerialise each block")
     parser.add_argument("--quick", action="store_true", help="light_b4_p48 only, float32, both semantics, 5 steps")
     parser.add_argument("--csv", default="", help="also write the rows to this CSV file")

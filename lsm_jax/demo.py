@@ -36,6 +36,19 @@ def load_tiny_config():
     return config
 
 
+def demo_config(steps: int, overrides: list[str]):
+    """The tiny config with the `--config.key=value` overrides, then `--steps` (which wins) applied."""
+    config = load_tiny_config()
+    if overrides:  # checked exactly as the train command checks them
+        from lsm_jax.training import cli
+        config, _ = cli.parse_args(["demo", f"--config={REPO}/configs/lsm_light.py:tiny", "--workdir=-",
+                                    *overrides])
+        config.eval.dirs = (str(SET5),)
+    if steps:
+        config.total_steps = steps
+    return config
+
+
 def plot_curves(workdir: Path, bicubic_psnr: float, path: Path) -> None:
     """Training loss and validation PSNR against steps, from the run's metrics.jsonl."""
     import matplotlib
@@ -84,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the demo; returns 0 when the tiny model beats bicubic by at least `--target_db`."""
     parser = argparse.ArgumentParser(description="Train the tiny LSM-light on CPU and compare with bicubic.")
     parser.add_argument("--out", default="demo_out", help="output folder (its run/ is replaced)")
-    parser.add_argument("--steps", type=int, default=0, help="training steps (default: the tiny recipe's)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="training steps (default: the tiny recipe's); wins over --config.total_steps")
     parser.add_argument("--target_db", type=float, default=1.0, help="margin over bicubic to call it a success")
     args, overrides = parser.parse_known_args(argv)
     t_start = time.perf_counter()
@@ -92,22 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from lsm_jax.training import cli, loop
+    from lsm_jax.training import loop
     from lsm_jax.evaluation.scoring import bicubic_upscaler, evaluate_folder
     from lsm_jax.inference.forward import Upscaler
     from lsm_jax.training.validation import crops
 
-    config = load_tiny_config()
-    if args.steps:
-        config.total_steps = args.steps
-    if overrides:  # --config.key=value, checked exactly as the train command checks them
-        try:
-            config, _ = cli.parse_args(["demo", f"--config={REPO}/configs/lsm_light.py:tiny", "--workdir=-",
-                                          *overrides])
-        except ValueError as err:
-            print(f"lsm_jax.demo: error: {err}", file=sys.stderr)
-            return 2
-        config.eval.dirs = (str(SET5),)
+    try:
+        config = demo_config(args.steps, overrides)
+    except ValueError as err:
+        print(f"lsm_jax.demo: error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     workdir = out / "run"
     shutil.rmtree(workdir, ignore_errors=True)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import yaml
+from flax import nnx
 
 from fixture_checkpoint import fixture_arrays, write_reference_files
 from lsm_jax.inference import convert as convert_mod
@@ -98,12 +99,20 @@ def test_options_errors(reference_files, tmp_path):
         convert(weights, bad, tmp_path / 'out')
 
 
-def test_safetensors_and_basicsr_wrapper(reference_files, tmp_path):
+def test_safetensors_converts_like_npz(reference_files, tmp_path):
+    """The fixture's weights as a DataParallel-prefixed .safetensors give the .npz conversion, tensor for tensor."""
     from safetensors.numpy import save_file
-    _, options = reference_files
+    weights, options = reference_files
     save_file({f'module.{k}': np.ascontiguousarray(v) for k, v in _state().items()}, tmp_path / 'w.safetensors')
     state = load_state_dict(tmp_path / 'w.safetensors')
     assert 'conv_first.weight' in state and not any(k.startswith('module.') for k in state)
+    convert(tmp_path / 'w.safetensors', options, tmp_path / 'from_safetensors')
+    convert(weights, options, tmp_path / 'from_npz')
+    ours = nnx.to_flat_state(nnx.state(load_model(tmp_path / 'from_safetensors')[0], nnx.Param))
+    theirs = dict(nnx.to_flat_state(nnx.state(load_model(tmp_path / 'from_npz')[0], nnx.Param)))
+    assert len(ours) == len(theirs) > 100
+    for path, value in ours:
+        np.testing.assert_array_equal(np.asarray(value[...]), np.asarray(theirs[path][...]), err_msg=str(path))
 
 
 def test_pth_with_params_ema(reference_files, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lsm_jax.data import pipeline as data
-from lsm_jax.data.image_files import ImageFileError, write_png
+from lsm_jax.data.image_io import ImageFileError, write_png
 from lsm_jax.data.imresize import imresize
 
 SCALE = 2
@@ -74,7 +74,7 @@ def test_same_seed_same_batches_other_seed_differs(paired_dir):
 @pytest.mark.parametrize("augment", [True, False])
 def test_paired_crops_and_augmentations_stay_aligned(paired_dir, augment):
     """Each (lq, gt) is found in its LR/HR files under one flip/transpose, at aligned positions."""
-    from lsm_jax.data.image_files import read_image
+    from lsm_jax.data.image_io import read_rgb8
 
     cfg = _paired_cfg(paired_dir, use_hflip=augment, use_rot=augment)
     batches, _ = _take(data.make_train_loader(cfg, scale=SCALE, global_batch_size=8, seed=1), 4)
@@ -83,8 +83,8 @@ def test_paired_crops_and_augmentations_stay_aligned(paired_dir, augment):
         np.testing.assert_array_equal(b["lq"], b["gt"][:, ::SCALE, ::SCALE])
         for lq, gt in zip(b["lq"], b["gt"]):
             i = int(round(gt[0, 0, 0] * 255)) // 20
-            lr = read_image(paired_dir / "LR" / "X2" / f"{i:04d}x2.png")
-            hr = read_image(paired_dir / "HR" / f"{i:04d}.png")
+            lr = read_rgb8(paired_dir / "LR" / "X2" / f"{i:04d}x2.png")
+            hr = read_rgb8(paired_dir / "HR" / f"{i:04d}.png")
             lq8, gt8 = np.round(lq * 255).astype(np.uint8), np.round(gt * 255).astype(np.uint8)
             hits = [(k, t, l) for k in itertools.product((0, 1), repeat=3)
                     for t in range(lr.shape[0] - 7) for l in range(lr.shape[1] - 7)

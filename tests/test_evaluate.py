@@ -9,7 +9,7 @@ import pytest
 
 from lsm_jax.evaluation import evaluate, scoring
 from lsm_jax.data import make_lr
-from lsm_jax.data.image_files import read_image, write_png
+from lsm_jax.data.image_io import read_rgb8, write_png
 
 SET5 = Path(__file__).parents[1] / "data" / "Set5"
 
@@ -77,14 +77,18 @@ def test_missing_and_mismatched_files_are_named(tmp_path):
 def test_corrupt_image_is_named(tmp_path):
     root = _small_benchmark(tmp_path)
     (root / "HR" / "butterfly.png").write_bytes(b"not a png at all")
-    with pytest.raises(SystemExit, match=r"butterfly\.png: cannot read image header"):
+    with pytest.raises(SystemExit, match=r"butterfly\.png: cannot decode"):
         evaluate.main(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
 
 
-def test_wrong_model_output_shape(tmp_path):
+@pytest.mark.parametrize("model,message", [
+    (lambda lr: lr, r"butterfly: the model returned \(64, 64, 3\).*expected \(256, 256, 3\)"),
+    (lambda lr: np.full((256, 256, 3), np.nan, np.float32), r"butterfly: the model returned NaN or inf"),
+])
+def test_wrong_model_output_is_named(tmp_path, model, message):
     root = _small_benchmark(tmp_path, names=("butterfly",))
-    with pytest.raises(ValueError, match=r"butterfly: the model returned \(64, 64, 3\).*expected \(256, 256, 3\)"):
-        scoring.evaluate_folder(lambda lr: lr, root, 4, progress=False)
+    with pytest.raises(ValueError, match=message):
+        scoring.evaluate_folder(model, root, 4, progress=False)
 
 
 def test_summary_uses_paper_column_order():
@@ -105,7 +109,7 @@ def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
     ckpt = tiny_checkpoint(tmp_path_factory)
     hr = tmp_path / "Tiny" / "HR"
     hr.mkdir(parents=True)
-    full = read_image(SET5 / "HR" / "butterfly.png")
+    full = read_rgb8(SET5 / "HR" / "butterfly.png")
     write_png(hr / "a.png", full[:24, :30])
     write_png(hr / "b.png", full[40:64, 50:80])   # same size: one compilation
     with pytest.raises(SystemExit, match=r"is a x2 model but --scale is 4"):
@@ -132,8 +136,8 @@ def test_make_lr_cli_reproduces_set5_and_reports_bad_files(tmp_path, capsys):
         shutil.copy(SET5 / "HR" / f"{n}.png", hr / f"{n}.png")
     make_lr.main(["--hr", str(hr), "--scale", "3", "--out", str(tmp_path / "X3"), "--no-progress"])
     for n in ("bird", "woman"):
-        got = read_image(tmp_path / "X3" / f"{n}x3.png")
-        want = read_image(SET5 / "LR_bicubic" / "X3" / f"{n}x3.png")
+        got = read_rgb8(tmp_path / "X3" / f"{n}x3.png")
+        want = read_rgb8(SET5 / "LR_bicubic" / "X3" / f"{n}x3.png")
         assert np.array_equal(got, want)
     (hr / "broken.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(SystemExit, match="1 file"):

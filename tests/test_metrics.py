@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsm_jax.data.image_files import read_image
+from lsm_jax.data.image_io import read_rgb8
 from lsm_jax.data.imresize import imresize
 from lsm_jax.evaluation.metrics import gaussian_window, psnr, quantize, rgb_to_y, sr_scores, ssim
 
@@ -19,8 +19,8 @@ PUBLISHED = {2: (33.66, 0.9299), 4: (28.42, 0.8104)}
 def _bicubic_set5(scale):
     ps, ss = [], []
     for n in NAMES:
-        hr = read_image(SET5 / "HR" / f"{n}.png")
-        lr = read_image(SET5 / "LR_bicubic" / f"X{scale}" / f"{n}x{scale}.png")
+        hr = read_rgb8(SET5 / "HR" / f"{n}.png")
+        lr = read_rgb8(SET5 / "LR_bicubic" / f"X{scale}" / f"{n}x{scale}.png")
         sr = np.asarray(imresize(lr, scale))
         p, s = sr_scores(sr, hr[: sr.shape[0], : sr.shape[1]], scale)
         ps.append(p)

@@ -1,68 +1,146 @@
-"""Every scan implementation equals the sequential oracle, in values and gradients."""
+"""Every scan strategy against a float64 NumPy loop: values, reverse, h0, h_last, broadcast a, odd
+lengths, |a| → 1; gradients against jax.grad through the sequential oracle; the sharded scan on 4
+and 8 fake devices; the Pallas TPU kernel compiled ahead of time when libtpu is installed."""
+
+import importlib.util
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsm_jax.scan import linear_recurrence
+from lsm_jax.scan import SCAN_IMPLS, linear_recurrence
+
+STRATEGIES = ['sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'sharded']
 
 
-def _inputs(key, shape, max_modulus):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    modulus = jax.random.uniform(k1, shape, minval=0.5, maxval=max_modulus)
-    phase = jax.random.uniform(k2, shape, maxval=2 * np.pi)
-    x_re, x_im = jax.random.normal(k3, shape), jax.random.normal(k4, shape)
-    return modulus, phase, x_re, x_im
+def _mesh(devices: int):
+    return jax.make_mesh((devices,), ('seq',), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices()[:devices])
 
 
-def _states(modulus, phase, x_re, x_im, *, axis, impl):
-    a = jax.lax.complex(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
-    return linear_recurrence(a, jax.lax.complex(x_re, x_im), axis=axis, impl=impl)
+def _options(impl: str, devices: int = 4) -> dict:
+    return dict(sharded=dict(mesh=_mesh(devices), mesh_axis='seq', inner='two_pass', chunk=8),
+                chunked=dict(chunk=16), two_pass=dict(chunk=16), pallas=dict(block_len=64)).get(impl, {})
 
 
-def _relative_error(value, oracle):
-    return float(jnp.max(jnp.abs(value - oracle)) / jnp.max(jnp.abs(oracle)))
+def numpy_loop(a, x, axis, reverse, h0):
+    """The float64 oracle: h_k = a_k h_{k∓1} + x_k, one step at a time."""
+    a = np.moveaxis(np.broadcast_to(a, x.shape).astype(np.complex128), axis, 0)
+    x = np.moveaxis(x.astype(np.complex128), axis, 0)
+    h = np.zeros_like(x)
+    c = np.zeros(x.shape[1:], np.complex128) if h0 is None else h0.astype(np.complex128)
+    for k in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        c = a[k] * c + x[k]
+        h[k] = c
+    return np.moveaxis(h, 0, axis), c
 
 
-@pytest.mark.parametrize('impl', ['associative', 'chunked'])
-@pytest.mark.parametrize('length, axis, max_modulus', [
-    (1, 1, 0.99), (7, 0, 0.9), (100, 1, 0.9999), (4097, 1, 0.9999), (65536, 1, 0.9999), (65536, 0, 0.99)])
-def test_values_match_sequential(impl, length, axis, max_modulus):
-    shape = [2, 3]
-    shape.insert(axis, length)
-    args = _inputs(jax.random.key(length), tuple(shape), max_modulus)
-    oracle = jax.jit(lambda *a: _states(*a, axis=axis, impl='sequential'))(*args)
-    value = jax.jit(lambda *a: _states(*a, axis=axis, impl=impl))(*args)
-    assert value.shape == oracle.shape
-    assert _relative_error(value, oracle) <= 2e-5
+def _case(seed, shape, axis, a_shape, max_modulus, with_h0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    a = (rng.uniform(0.5, max_modulus, a_shape) * np.exp(1j * rng.uniform(0, 2 * np.pi, a_shape)))
+    last_shape = shape[:axis] + shape[axis + 1:]
+    h0 = (rng.normal(size=last_shape) + 1j * rng.normal(size=last_shape)).astype(np.complex64)
+    return a.astype(np.complex64), x, h0 if with_h0 else None
 
 
-@pytest.mark.parametrize('impl', ['associative', 'chunked'])
-@pytest.mark.parametrize('length', [5, 1000, 65536])
-def test_gradients_match_sequential(impl, length):
-    args = _inputs(jax.random.key(1), (2, length, 2), 0.9999)
-    weights = jax.random.normal(jax.random.key(2), (2, length, 2))
-
-    def loss(impl_name, *a):
-        h = _states(*a, axis=1, impl=impl_name)
-        return jnp.sum(weights * (jnp.real(h) + 0.5 * jnp.imag(h)))
-
-    grads_oracle = jax.jit(jax.grad(lambda *a: loss('sequential', *a), argnums=(0, 1, 2, 3)))(*args)
-    grads = jax.jit(jax.grad(lambda *a: loss(impl, *a), argnums=(0, 1, 2, 3)))(*args)
-    for g, g_ref in zip(grads, grads_oracle):
-        assert _relative_error(g, g_ref) <= 5e-5
+def _rel(value, oracle):
+    return float(np.max(np.abs(np.asarray(value) - oracle)) / np.max(np.abs(oracle)))
 
 
-def test_first_state_is_input_and_recurrence_holds():
-    a = jnp.array([[0.5 + 0.1j], [0.25 - 0.5j], [1.0 + 0j]], jnp.complex64)
-    x = jnp.array([[1.0 + 2j], [3.0 + 0j], [-1.0 + 1j]], jnp.complex64)
-    h = np.asarray(linear_recurrence(a, x, axis=0))
-    expected = [x[0], a[1] * x[0] + x[1]]
-    expected.append(a[2] * expected[1] + x[2])
-    np.testing.assert_allclose(h, np.stack(expected), rtol=1e-6)
+# (length, reverse, a broadcast, h0): lengths 1/2/3 and an odd 777; a per channel (N,), per step or full.
+CASES = [(1, False, 'full', True), (2, True, 'channel', True), (3, False, 'step', False),
+         (777, True, 'full', True), (777, False, 'channel', True)]
 
 
-def test_unknown_impl_is_rejected():
-    with pytest.raises(ValueError, match='scan_impl'):
-        linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='pallas')
+@pytest.mark.parametrize('impl', STRATEGIES)
+@pytest.mark.parametrize('length, reverse, broadcast, with_h0', CASES)
+def test_values_against_float64_loop(impl, length, reverse, broadcast, with_h0):
+    shape = (2, length, 3)
+    a_shape = dict(full=shape, channel=(3,), step=(1, length, 1))[broadcast]
+    a, x, h0 = _case(length, shape, 1, a_shape, 0.99999, with_h0)
+    run = jax.jit(lambda a, x, h0: linear_recurrence(a, x, axis=1, reverse=reverse, h0=h0, return_last=True,
+                                                     impl=impl, **_options(impl)))
+    h, last = run(a, x, h0)
+    h_ref, last_ref = numpy_loop(a, x, 1, reverse, h0)
+    assert h.shape == x.shape and last.shape == (2, 3)
+    assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
+
+
+@pytest.mark.parametrize('impl', ['associative', 'two_pass'])
+def test_long_sequence_near_unit_modulus(impl):
+    a, x, _ = _case(7, (2, 65536, 2), 1, (2, 65536, 2), 0.9999, False)
+    h = jax.jit(lambda a, x: linear_recurrence(a, x, impl=impl))(a, x)
+    h_ref = jax.jit(lambda a, x: linear_recurrence(a, x, impl='sequential'))(a, x)
+    assert _rel(h, np.asarray(h_ref)) <= 2e-5
+
+
+def test_axis_zero_real_inputs_and_bfloat16_storage():
+    rng = np.random.default_rng(3)
+    a, x = rng.uniform(0.5, 0.99, (300, 4)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)
+    h_ref, _ = numpy_loop(a, x, 0, False, None)
+    for impl in ('sequential', 'two_pass'):
+        h = linear_recurrence(a, x, axis=0, impl=impl)
+        assert h.dtype == jnp.float32 and _rel(h, h_ref.real) <= 1e-5
+        h16 = linear_recurrence(a, jnp.asarray(x, jnp.bfloat16), axis=0, impl=impl)
+        assert h16.dtype == jnp.bfloat16 and _rel(h16.astype(np.float32), h_ref.real) <= 1e-2
+
+
+@pytest.mark.parametrize('impl', STRATEGIES)
+@pytest.mark.parametrize('length, reverse', [(5, False), (300, True)])
+def test_gradients_against_sequential_autodiff(impl, length, reverse):
+    a, x, h0 = _case(length, (2, length, 3), 1, (2, length, 3), 0.9999, True)
+    lam = a[0, 0]                                           # a per-channel λ: its gradient sums over B, L
+    weights = np.random.default_rng(1).normal(size=(2, length, 3))
+
+    def loss(a, lam, x, h0, impl, opts):
+        h, last = linear_recurrence(a * lam, x, reverse=reverse, h0=h0, return_last=True, impl=impl, **opts)
+        return jnp.sum(weights * (jnp.real(h) + 0.5 * jnp.imag(h))) + jnp.sum(jnp.abs(last) ** 2)
+
+    grad = lambda impl, opts: jax.jit(jax.grad(lambda *v: loss(*v, impl, opts), argnums=(0, 1, 2, 3)))  # noqa
+    oracle = grad('sequential', dict(custom_vjp=False))(a, lam, x, h0)
+    value = grad(impl, _options(impl))(a, lam, x, h0)
+    for g, g_ref in zip(value, oracle):
+        assert _rel(g, np.asarray(g_ref)) <= 5e-5
+
+
+@pytest.mark.parametrize('devices', [4, 8])
+def test_sharded_on_fake_devices(devices):
+    a, x, h0 = _case(devices, (2, 1000, 3), 1, (3,), 0.999, True)
+    run = jax.jit(lambda a, x, h0: linear_recurrence(a, x, h0=h0, return_last=True, impl='sharded',
+                                                     **_options('sharded', devices)))
+    h, last = run(a, x, h0)
+    h_ref, last_ref = numpy_loop(a, x, 1, False, h0)
+    assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
+    assert 'all-gather' in run.lower(a, x, h0).compile().as_text()
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match='impl must be one of'):
+        linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='nope')
+    with pytest.raises(ValueError, match='chunk must be a positive int'):
+        linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='two_pass', chunk=0)
+    with pytest.raises(ValueError, match='h0 has shape'):
+        linear_recurrence(jnp.ones((2, 3)), jnp.ones((2, 3)), axis=1, h0=jnp.ones(3))
+    with pytest.raises(ValueError, match='needs mesh_axis'):
+        linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='sharded')
+    assert set(STRATEGIES) | {'auto'} == set(SCAN_IMPLS)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('libtpu') is None, reason='libtpu not installed (extra "tpu")')
+def test_pallas_kernel_compiles_for_a_tpu():
+    """Lower and compile the kernel, forward and backward, for a TPU v5e on this CPU-only machine."""
+    from jax.experimental import topologies
+    os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')    # other processes may hold libtpu's lock
+    device = topologies.get_topology_desc(topology_name='v5e:2x2', platform='tpu').devices[0]
+    assert 'TPU' in device.device_kind
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    spec = jax.ShapeDtypeStruct((2, 1024, 32), jnp.complex64, sharding=sharding)
+
+    def loss(a, x):
+        return jnp.sum(jnp.abs(linear_recurrence(a, x, impl='pallas', interpret=False, block_len=256)) ** 2)
+    compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(spec, spec).compile()
+    assert compiled.memory_analysis().argument_size_in_bytes == 2 * 2 * 1024 * 32 * 8
+    assert 'tpu_custom_call' in compiled.as_text() or 'mosaic' in compiled.as_text().lower()

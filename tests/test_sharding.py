@@ -55,22 +55,23 @@ def test_batch_sharding_splits_over_data_and_fsdp():
     np.testing.assert_array_equal(np.asarray(glob), local["lq"])
 
 
-def _three_steps(mesh, init=None):
-    """(losses, state, initial state on the host) after 3 steps on the same 3 batches. `init`, the
-    single-device run's initial state, is placed on `mesh` as the rules say (compiling the jitted
-    initialiser once per mesh would double the test's time)."""
-    config = micro_config(3, **{"sharding.min_size_to_shard": 0})
+def _three_steps(mesh, init=None, **fields):
+    """(losses, state, initial state on the host, gradient norms) after 3 steps on the same 3 batches.
+    `init`, the single-device run's initial state, is placed on `mesh` as the rules say (compiling the
+    jitted initialiser once per mesh would double the test's time). `fields` override the config."""
+    config = micro_config(3, **{"sharding.min_size_to_shard": 0, **fields})
     parts = train_step.build(config, mesh)
     state = parts.init() if init is None else jax.device_put(init, parts.state_shardings)
     init = jax.tree.map(np.asarray, state)
     rng = np.random.default_rng(0)
-    losses = []
+    losses, grad_norms = [], []
     for _ in range(3):
         gt = rng.random((8, 16, 16, 3), np.float32)
         lq = gt.reshape(8, 8, 2, 8, 2, 3).mean(axis=(2, 4))
         state, metrics = parts.step(state, sharding.global_batch({"lq": lq, "gt": gt}, mesh))
         losses.append(float(metrics["loss"]))
-    return losses, state, init
+        grad_norms.append(float(metrics["grad_norm"]))
+    return losses, state, init, grad_norms
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +97,9 @@ def _p(*axes):
 
 @pytest.mark.parametrize("shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
 def test_sharded_steps_match_one_device(single_device, shape):
-    ref_losses, ref_state, init = single_device
+    ref_losses, ref_state, init, _ = single_device
     mesh = sharding.make_mesh(*shape)
-    losses, state, _ = _three_steps(mesh, init)
+    losses, state, _, _ = _three_steps(mesh, init)
     np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)
@@ -120,3 +121,28 @@ def test_sharded_steps_match_one_device(single_device, shape):
     for tree in (state.ema_params, state.opt_state[0].mu, state.opt_state[0].nu):
         assert [_spec(x) for x in jax.tree.leaves(tree)] == [_spec(x) for x in jax.tree.leaves(state.params)]
     assert _spec(state.step) == P() and _spec(state.rng) == P()
+
+
+def test_remat_and_bfloat16_inside_the_sharded_step(single_device):
+    """On a (2, 2, 2) mesh: rematerialised blocks give the same losses, gradient norms and updated
+    parameters as without remat; bfloat16 compute (with remat) trains like float32 within bfloat16's
+    precision while parameters, EMA and Adam moments stay float32 and keep their layout."""
+    init = single_device[2]
+    mesh = sharding.make_mesh(2, 2, 2)
+    losses, state, _, grad_norms = _three_steps(mesh, init)      # the program of the test above
+    remat_losses, remat_state, _, remat_norms = _three_steps(mesh, init, **{"model.remat": True})
+    np.testing.assert_allclose(remat_losses, losses, rtol=1e-6)
+    np.testing.assert_allclose(remat_norms, grad_norms, rtol=1e-5)
+    # Adam moves every parameter by ~lr = 1e-5..3e-5 per step, so a block whose gradient were lost
+    # under remat would stand out against this tolerance.
+    for a, b in zip(jax.tree.leaves(remat_state.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    bf16_losses, bf16_state, _, bf16_norms = _three_steps(mesh, init, **{"model.dtype": "bfloat16",
+                                                                         "model.remat": True})
+    assert np.isfinite(bf16_losses).all() and np.isfinite(bf16_norms).all()
+    np.testing.assert_allclose(bf16_losses, losses, rtol=0.05)
+    np.testing.assert_allclose(bf16_norms, grad_norms, rtol=0.05)
+    assert bf16_losses != losses                                  # it did compute in bfloat16
+    for tree in (bf16_state.params, bf16_state.ema_params, bf16_state.opt_state[0].mu, bf16_state.opt_state[0].nu):
+        assert {x.dtype for x in jax.tree.leaves(tree)} == {np.dtype(np.float32)}
+    assert [_spec(x) for x in jax.tree.leaves(bf16_state.params)] == [_spec(x) for x in jax.tree.leaves(state.params)]

@@ -58,10 +58,10 @@ def load_config(variant: str = "lsm_light", recipe: str = "tiny"):
     return module.get_config(recipe)
 
 
-MICRO_MODEL = dict(embed_dim=32, depth=[2], num_heads=[2], num_tokens=8, d_state=2, split_size=[4, 4],
-                   scan_impl="sequential")
+MICRO_MODEL = dict(embed_dim=32, depth=[2], num_heads=[2], num_tokens=8, d_state=2, split_size=[4, 4])
 MICRO_OVERRIDES = [f"--config.model.{k}={v if isinstance(v, str) else tuple(v) if isinstance(v, list) else v}"
                    for k, v in MICRO_MODEL.items()] + [
+    "--config.model.scan.impl=sequential",
     "--config.patch_size=8", "--config.batch_size=8", "--config.eval.every=0", "--config.progress_bar=False",
     "--config.data.read_threads=1"]
 
@@ -70,6 +70,7 @@ def micro_config(total_steps: int = 4, **fields):
     """The tiny LSM-light recipe shrunk to the smallest network that has both block types."""
     config = load_config()
     config.model.update(MICRO_MODEL)
+    config.model.scan.impl = "sequential"
     config.patch_size, config.batch_size, config.total_steps = 8, 8, total_steps
     config.eval.every, config.checkpoint.every, config.progress_bar = 0, 2, False
     config.data.read_threads = 1
@@ -97,7 +98,7 @@ def params_of(directory) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory):
     """A one-image benchmark folder (HR 32×32 and its x2 LR), cheap to validate on."""
-    from lsm_jax.data.image_files import write_png
+    from lsm_jax.data.image_io import write_png
     from lsm_jax.data.imresize import imresize
     root = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)
@@ -105,6 +106,41 @@ def bench_dir(tmp_path_factory):
     write_png(root / "HR" / "img.png", hr)
     write_png(root / "LR_bicubic" / "X2" / "imgx2.png", np.asarray(imresize(hr, 0.5)))
     return root
+
+
+def test_validation_previews_come_from_the_best_dir_folder(tmp_path):
+    """Crops go to TensorBoard from `eval.best_dir`, the folder the best checkpoint is chosen on."""
+    import ml_collections
+
+    from lsm_jax.data.image_io import write_png
+    from lsm_jax.training.validation import Validator
+
+    rng = np.random.default_rng(1)
+    dirs = []
+    for name in ("first", "second"):
+        hr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        write_png(tmp_path / name / "HR" / f"{name}_img.png", hr)
+        write_png(tmp_path / name / "LR_bicubic" / "X2" / f"{name}_imgx2.png", hr[::2, ::2])
+        dirs.append(str(tmp_path / name))
+    config = ml_collections.ConfigDict(dict(model=dict(upscale=2), eval=dict(
+        every=1, dirs=dirs, num_images=1, crop=8, best_dir=1)))
+    validator = Validator(None, None, None, None, config)  # graph and shardings: unused here
+    validator.upscaler = lambda params: lambda lr: lr.repeat(2, 0).repeat(2, 1)
+
+    class Writer:
+        def scalars(self, step, values):
+            self.values = values
+
+        def images(self, step, images):
+            self.names = sorted(images)
+
+    writer = Writer()
+    out = validator.run(0, None, writer)
+    assert writer.names == ["val/second_img"]
+    assert out["psnr"] == out["second/psnr"] != out["first/psnr"]
+    config.eval.best_dir = 2
+    with pytest.raises(ValueError, match="eval.best_dir: 2"):
+        Validator(None, None, None, None, config)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +188,8 @@ def test_validation_exports_the_ema_weights(straight_run, bench_dir):
     assert set(checkpointing.Checkpointer(workdir / "checkpoints").all_steps()) == {2, 4}
 
 
-def test_sigterm_saves_a_checkpoint_that_restores(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)  # preemption; Ctrl-C
+def test_stop_signal_saves_a_checkpoint_that_restores(tmp_path, sig):
     cmd = [sys.executable, "-m", "lsm_jax.train", "--config", f"{REPO}/configs/lsm_light.py:tiny",
            "--workdir", str(tmp_path), "--config.total_steps=100000", "--config.checkpoint.every=1000",
            "--config.log_every=1", *MICRO_OVERRIDES]
@@ -164,10 +201,10 @@ def test_sigterm_saves_a_checkpoint_that_restores(tmp_path):
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[0][-3000:]
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
-    assert "stopping at step" in out and "SIGTERM" in out
+    assert "stopping at step" in out and sig.name in out
     ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
     step = ckpt.latest_step()
     assert step is not None and step >= 3

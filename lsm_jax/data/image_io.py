@@ -1,53 +1,52 @@
-"""Image files in and out for the ``upscale`` command.
+"""Image files in and out: one listing, one decoder with two views, one PNG writer, one error.
 
-Reading gives float32 RGB in [0, 1] plus the facts needed to write the result back in kind: the
-alpha channel (or None), the bit depth (8 or 16) and whether the source was grayscale. Writing
-produces PNGs at 8 or 16 bits, gray or RGB, with or without alpha.
+- :func:`list_images` lists the image files of a folder (``IMAGE_EXTENSIONS``, any case, hidden
+  files such as macOS ``._x.png`` skipped).
+- :func:`read_rgb8` is the **protocol** view, for evaluation, training and ``make_lr``: uint8 RGB
+  (H, W, 3). Gray is replicated, alpha dropped, 16-bit samples scaled by round(v / 257).
+- :func:`read_image` is the **full-fidelity** view, for ``upscale``: float32 RGB plus alpha, bit
+  depth and gray-ness, so the result can be written back in kind.
+- :func:`write_png` writes uint8/uint16 gray, gray+alpha, RGB or RGBA PNGs atomically.
 
-Pillow does most of the reading, but it silently drops the low byte of 16-bit colour PNGs and
-TIFFs and cannot write 16-bit colour PNGs at all, so this module carries a small PNG codec of its
-own (non-palette, 8/16-bit, Adam7 read support) and hands deep TIFFs to ``tifffile`` (installed
-with scikit-image).
+Both views share one decoder. EXIF orientation is applied there, for every caller: phone photos
+are stored sideways with a tag saying so, and the PNGs written here carry no tag; benchmark files
+have no tag, so protocol scores are unaffected, and LR made by ``make_lr`` from a tagged photo
+matches the rotated HR. :func:`image_size` reports the same, rotated, size from the header.
+
+Codecs: Pillow for everything except 16-bit PNGs (Pillow drops their low byte) and deep TIFFs
+(Pillow truncates their colour samples). 16-bit PNGs, and every PNG written, go through libpng via
+``imagecodecs``; deep TIFFs through ``tifffile`` (which uses ``imagecodecs`` for compressed pages).
 """
 
 from __future__ import annotations
 
 import os
-import struct
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
+import imagecodecs
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lsm_jax.data.quantize import quantize
+
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "ImageReadError",
-    "LoadedImage",
-    "decode_png",
-    "encode_png",
-    "list_image_files",
-    "read_image",
-    "to_uint",
-    "write_png",
+    "IMAGE_EXTENSIONS", "ImageFileError", "LoadedImage", "list_images", "read_rgb8", "read_image",
+    "image_size", "check_images", "write_png",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (no palette)
-_CHANNELS_TO_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
-# (x0, y0, dx, dy) of the seven Adam7 passes.
-_ADAM7 = (
-    (0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2),
-)
-_IDAT_CHUNK = 1 << 20
 
 
-class ImageReadError(Exception):
-    """An image file could not be read; ``str()`` is ``"<path>: <reason>"``."""
+class ImageFileError(ValueError):
+    """A file or folder that is missing, cannot be decoded, or does not fit its pair.
+
+    ``str()`` is ``"<path>: <reason>"``; ``path`` and ``reason`` are kept for one-line reports.
+    """
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = Path(path)
@@ -69,78 +68,149 @@ class LoadedImage(NamedTuple):
     was_gray: bool
 
 
+class _Pixels(NamedTuple):
+    """Decoded samples (H, W, C), C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; uint8, uint16 or float32
+    with full scale ``maxval``; ``gray_hint`` for palettes whose colours are all gray."""
+
+    data: np.ndarray
+    maxval: float
+    gray_hint: bool
+
+
 # ---------------------------------------------------------------------------------------------
-# Folder listing
+# Listing
 
 
-def list_image_files(folder: str | os.PathLike) -> list[Path]:
+def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly inside ``folder`` (no recursion), sorted by name.
 
-    Matches ``IMAGE_EXTENSIONS`` case-insensitively. Hidden files are skipped: macOS "._name.png"
-    resource forks carry an image extension but are not images.
+    Extensions match ``IMAGE_EXTENSIONS`` case-insensitively. Hidden files are skipped: macOS
+    ``._name.png`` resource forks carry an image extension but are not images. Raises
+    ``ImageFileError`` if ``folder`` is not a directory.
     """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageFileError(folder, "not a directory")
     return sorted(
-        p
-        for p in Path(folder).iterdir()
+        p for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading
+# The two views
+
+
+def read_rgb8(path: str | os.PathLike) -> np.ndarray:
+    """Decode to uint8 RGB (H, W, 3) for the SR protocol (evaluation, training, ``make_lr``).
+
+    Gray is replicated to three channels and alpha is dropped (not composited). 16-bit samples
+    become round(v / 257), the nearest 8-bit level (65535 -> 255, 4000 -> 16); float TIFFs are
+    quantised like model outputs. Raises ``ImageFileError`` naming the file.
+    """
+    px = _decode(Path(path))
+    a = px.data
+    color = a[..., :3] if a.shape[2] >= 3 else a[..., :1]
+    if a.dtype == np.uint16:
+        # round(v / 257) in integers: v / 257 is never exactly k + 1/2, so no tie rule is needed.
+        color = ((color.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        color = quantize(np.nan_to_num(color / np.float32(px.maxval)), 8)
+    if color.shape[2] == 1:
+        color = np.repeat(color, 3, axis=2)
+    return np.ascontiguousarray(color)
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Read an image file into a ``LoadedImage``; raises ``ImageReadError`` naming the path.
+    """Decode at full fidelity for ``upscale`` (gray, alpha, 16-bit, palette kept apart).
 
-    EXIF orientation is applied, because the PNG written back carries no orientation tag and
-    should look the way viewers showed the input. Multi-frame files give their first frame.
+    Multi-frame files give their first frame. Raises ``ImageFileError`` naming the file.
     """
     path = Path(path)
+    px = _decode(path)
+    if 0 in px.data.shape[:2]:
+        raise ImageFileError(path, f"empty image {px.data.shape[:2]}")
+    x = px.data.astype(np.float32) / np.float32(px.maxval)
+    if np.issubdtype(px.data.dtype, np.floating):
+        x = np.clip(np.nan_to_num(x), 0.0, 1.0)
+    c = x.shape[2]
+    alpha = np.ascontiguousarray(x[..., -1]) if c in (2, 4) else None
+    rgb = np.repeat(x[..., :1], 3, axis=2) if c <= 2 else np.ascontiguousarray(x[..., :3])
+    bit_depth = 8 if px.data.dtype == np.uint8 else 16
+    return LoadedImage(rgb, alpha, bit_depth, c <= 2 or px.gray_hint)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) as the readers return it (EXIF rotation included), from the header where possible."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return (w, h) if _orientation(im) >= 5 else (h, w)
+    except FileNotFoundError:
+        raise ImageFileError(path, "no such file") from None
+    except Exception:  # noqa: BLE001 - e.g. a 16-bit gray+alpha TIFF Pillow cannot open: decode it
+        return _decode(path).data.shape[:2]
+
+
+def check_images(paths: Iterable[str | os.PathLike], threads: int = 8) -> dict[str, str]:
+    """Decode every file; return ``{path: error message}`` for the bad ones (empty if all decode)."""
+
+    def one(p: str) -> str | None:
+        try:
+            _decode(Path(p))
+            return None
+        except ImageFileError as e:
+            return str(e)
+
+    paths = [str(p) for p in paths]
+    with ThreadPoolExecutor(max(1, threads)) as ex:
+        return {p: m for p, m in zip(paths, ex.map(one, paths)) if m is not None}
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder
+
+
+def _decode(path: Path) -> _Pixels:
+    """Pixels of the first frame with EXIF orientation applied; errors become ImageFileError."""
     try:
         with open(path, "rb") as f:
             head = f.read(33)
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[24:25] == b"\x10":
-            pixels, maxval, gray_hint = _read_png16(path)
+            px = _read_png16(path)
         elif head[:4] in _TIFF_SIGNATURES and (_tiff_bits(path) or 0) > 8:
-            pixels, maxval, gray_hint = _read_deep_tiff(path)
+            px = _read_deep_tiff(path)
         else:
-            pixels, maxval, gray_hint = _read_with_pillow(path)
-        return _to_loaded(pixels, maxval, gray_hint)
-    except ImageReadError:
+            px = _read_with_pillow(path)
+        if px.data.ndim != 3 or px.data.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"unsupported pixel layout {px.data.shape}")
+        return px
+    except ImageFileError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(path, "not a recognised image file") from None
+        raise ImageFileError(path, "cannot decode (not a recognised image file)") from None
     except FileNotFoundError:
-        raise ImageReadError(path, "no such file") from None
+        raise ImageFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageFileError(path, "is a directory") from None
     except Exception as exc:  # noqa: BLE001 - decoders raise anything on corrupt data
-        raise ImageReadError(path, _describe(exc)) from exc
+        msg = str(exc).strip()
+        why = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+        raise ImageFileError(path, f"cannot decode ({why})") from None
 
 
-def _describe(exc: BaseException) -> str:
-    msg = str(exc).strip()
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation 1..8 from what the header holds (1 if absent or broken).
 
-
-def _to_loaded(pixels: np.ndarray, maxval: float, gray_hint: bool) -> LoadedImage:
-    """(H, W, C) integer or float samples -> LoadedImage (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA)."""
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or 0 in pixels.shape[:2]:
-        raise ValueError(f"unsupported pixel layout {pixels.shape}")
-    x = pixels.astype(np.float32) / np.float32(maxval)
-    if np.issubdtype(pixels.dtype, np.floating):
-        x = np.clip(np.nan_to_num(x), 0.0, 1.0)
-    c = x.shape[2]
-    color = x[..., : 3 if c >= 3 else 1]
-    alpha = np.ascontiguousarray(x[..., -1]) if c in (2, 4) else None
-    was_gray = c <= 2 or gray_hint
-    rgb = np.repeat(color[..., :1], 3, axis=2) if c <= 2 else np.ascontiguousarray(color)
-    bit_depth = 8 if pixels.dtype == np.uint8 else 16
-    return LoadedImage(rgb, alpha, bit_depth, was_gray)
-
-
-def _exif_orientation(im: Image.Image) -> int:
+    A PNG's eXIf chunk placed after the image data is not looked for: finding it would mean
+    decoding the pixels, and ``image_size`` must agree with the readers from the header alone.
+    """
     try:
-        return int(im.getexif().get(0x0112, 1))
+        if im.format == "PNG" and "exif" not in im.info:
+            return 1
+        o = int(im.getexif().get(0x0112, 1))
+        return o if 1 <= o <= 8 else 1
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unreadable
         return 1
 
@@ -164,9 +234,9 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _read_with_pillow(path: Path) -> tuple[np.ndarray, float, bool]:
+def _read_with_pillow(path: Path) -> _Pixels:
     with Image.open(path) as im:
-        orientation = _exif_orientation(im)
+        orientation = _orientation(im)
         im.load()
         mode = im.mode
         transparency = im.info.get("transparency")
@@ -186,7 +256,7 @@ def _read_with_pillow(path: Path) -> tuple[np.ndarray, float, bool]:
             im = im.convert("LA" if mode == "L" else "RGBA")  # tRNS colour key -> real alpha
         elif mode not in ("L", "LA", "RGB", "RGBA", "F", "I") and not mode.startswith("I;16"):
             im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
-        arr = np.asarray(im)
+        arr = np.array(im)  # a copy: callers may write into it
         mode = im.mode
     if mode.startswith("I;16"):
         arr, maxval = arr.astype(np.uint16), 65535.0
@@ -196,34 +266,36 @@ def _read_with_pillow(path: Path) -> tuple[np.ndarray, float, bool]:
     elif mode == "F":
         arr, maxval = arr.astype(np.float32), 1.0
     else:
-        arr, maxval = arr.astype(np.uint8), 255.0
+        arr, maxval = arr.astype(np.uint8, copy=False), 255.0
     if arr.ndim == 2:
         arr = arr[..., None]
-    return _orient(arr, orientation), maxval, gray_hint
+    return _Pixels(_orient(arr, orientation), maxval, gray_hint)
 
 
-def _read_png16(path: Path) -> tuple[np.ndarray, float, bool]:
-    # Pillow still parses the file first: it validates the container and finds any eXIf chunk.
-    with Image.open(path) as im:
-        orientation = _exif_orientation(im)
-    pixels = decode_png(path.read_bytes())
-    return _orient(pixels, orientation), 65535.0, False
+def _read_png16(path: Path) -> _Pixels:
+    data = path.read_bytes()
+    with Image.open(path) as im:  # the container and any eXIf chunk, without decoding pixels
+        orientation = _orientation(im)
+    arr = imagecodecs.png_decode(data)  # libpng: all 16 bits, Adam7, tRNS colour key -> alpha
+    if arr.dtype != np.uint16:
+        raise ValueError(f"16-bit PNG decoded as {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return _Pixels(_orient(arr, orientation), 65535.0, False)
 
 
 def _tiff_bits(path: Path) -> int | None:
-    """Largest BitsPerSample of the first TIFF page, or None (tifffile missing or unreadable)."""
+    """Largest BitsPerSample of the first TIFF page, or None (unreadable: Pillow decides)."""
     try:
-        import tifffile
-    except ImportError:
-        return None
-    try:
+        import tifffile  # installed with scikit-image
+
         with tifffile.TiffFile(path) as tf:
             return int(tf.pages.first.bitspersample)
     except Exception:  # noqa: BLE001 - let Pillow give the verdict on odd files
         return None
 
 
-def _read_deep_tiff(path: Path) -> tuple[np.ndarray, float, bool]:
+def _read_deep_tiff(path: Path) -> _Pixels:
     """16-bit (or float) TIFFs, whose colour samples Pillow would truncate to 8 bits."""
     try:
         with Image.open(path) as im:
@@ -235,10 +307,7 @@ def _read_deep_tiff(path: Path) -> tuple[np.ndarray, float, bool]:
 
     with tifffile.TiffFile(path) as tf:
         page = tf.pages.first
-        try:
-            arr = page.asarray()
-        except KeyError as exc:  # tifffile's way of saying a codec is missing
-            raise ValueError(f"{exc.args[0]} (pip install imagecodecs)") from None
+        arr = page.asarray()
         photometric = int(page.photometric)
         planar_separate = int(page.planarconfig) == 2
         extras = tuple(int(e) for e in (page.extrasamples or ()))
@@ -267,203 +336,29 @@ def _read_deep_tiff(path: Path) -> tuple[np.ndarray, float, bool]:
         c = arr[..., :-1].astype(np.float64) * maxval / np.maximum(a, 1e-12)
         c = np.where(a > 0, np.clip(c, 0, maxval), 0)
         arr[..., :-1] = np.rint(c).astype(arr.dtype) if arr.dtype == np.uint16 else c
-    return _orient(arr, orientation), maxval, False
-
-
-# ---------------------------------------------------------------------------------------------
-# PNG codec (non-palette, 8 or 16 bits per sample)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """PNG Paeth predictor on int16 arrays (ties: a, then b, then c)."""
-    pa = np.abs(b - c)
-    pb = np.abs(a - c)
-    pc = np.abs(a + b - 2 * c)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-
-
-def _filter_rows(raw: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
-    """Filter a block of rows (R, stride) uint8; returns (R, 1 + stride) with the type byte.
-
-    Picks each row's filter by the minimum sum of absolute signed residuals, libpng's heuristic.
-    """
-    x = raw.astype(np.int16)
-    up = np.concatenate([prev[None].astype(np.int16), x[:-1]], axis=0)
-    left = np.zeros_like(x)
-    left[:, bpp:] = x[:, :-bpp]
-    upleft = np.zeros_like(x)
-    upleft[:, bpp:] = up[:, :-bpp]
-    candidates = np.stack(
-        [x, x - left, x - up, x - ((left + up) >> 1), x - _paeth(left, up, upleft)]
-    ).astype(np.uint8)  # wraps mod 256, as PNG requires
-    cost = np.abs(candidates.view(np.int8).astype(np.int32)).sum(axis=2)
-    best = np.argmin(cost, axis=0)
-    rows = candidates[best, np.arange(raw.shape[0])]
-    return np.concatenate([best.astype(np.uint8)[:, None], rows], axis=1)
-
-
-def encode_png(pixels: np.ndarray, compress_level: int = 6) -> bytes:
-    """Encode uint8/uint16 pixels (H, W) or (H, W, C), C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
-
-    The bit depth follows the dtype. Output bytes depend only on the pixels (no timestamps).
-    """
-    a = np.asarray(pixels)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in _CHANNELS_TO_COLOR_TYPE or 0 in a.shape[:2]:
-        raise ValueError(f"encode_png: expected (H, W) or (H, W, 1..4) pixels, got {a.shape}")
-    if a.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"encode_png: expected uint8 or uint16, got {a.dtype}")
-    h, w, c = a.shape
-    depth = 8 * a.dtype.itemsize
-    bpp = c * a.dtype.itemsize
-    big_endian = np.ascontiguousarray(a.astype(a.dtype.newbyteorder(">")))  # PNG byte order
-    raw = big_endian.view(np.uint8).reshape(h, w * bpp)
-    comp = zlib.compressobj(compress_level)
-    parts = []
-    prev = np.zeros(w * bpp, np.uint8)
-    block = max(1, (1 << 22) // (w * bpp))  # bound the five filter candidates' memory
-    for i in range(0, h, block):
-        rows = raw[i : i + block]
-        parts.append(comp.compress(_filter_rows(rows, prev, bpp).tobytes()))
-        prev = rows[-1]
-    parts.append(comp.flush())
-    data = b"".join(parts)
-    ihdr = struct.pack(">IIBBBBB", w, h, depth, _CHANNELS_TO_COLOR_TYPE[c], 0, 0, 0)
-    idat = b"".join(
-        _chunk(b"IDAT", data[i : i + _IDAT_CHUNK]) for i in range(0, max(len(data), 1), _IDAT_CHUNK)
-    )
-    return _PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + idat + _chunk(b"IEND", b"")
-
-
-def _unfilter(data: np.ndarray, h: int, w: int, bpp: int) -> np.ndarray:
-    """Undo PNG filtering of h rows of (1 + w*bpp) bytes; returns (h, w, bpp) uint8.
-
-    Pixel (r, x) depends on (r, x-1), (r-1, x) and (r-1, x-1), so every anti-diagonal r + x = d
-    can be reconstructed at once from the previous two: h + w - 1 vectorised steps instead of a
-    Python loop over every pixel of the Average and Paeth rows.
-    """
-    rows = data.reshape(h, 1 + w * bpp)
-    ftype = rows[:, 0]
-    if ftype.size and ftype.max() > 4:
-        raise ValueError(f"invalid PNG filter type {int(ftype.max())}")
-    raw = rows[:, 1:].reshape(h, w, bpp).astype(np.int16)
-    if not np.any(ftype):
-        return raw.astype(np.uint8)
-    rec = np.zeros((h + 1, w + 1, bpp), np.int16)  # zero row/column = PNG's out-of-image bytes
-    ft = ftype.astype(np.int16)[:, None]
-    for d in range(h + w - 1):
-        r = np.arange(max(0, d - w + 1), min(h - 1, d) + 1)
-        x = d - r
-        a = rec[r + 1, x]
-        b = rec[r, x + 1]
-        c = rec[r, x]
-        f = ft[r]
-        pred = np.where(f == 4, _paeth(a, b, c), 0)
-        pred = np.where(f == 3, (a + b) >> 1, pred)
-        pred = np.where(f == 2, b, pred)
-        pred = np.where(f == 1, a, pred)
-        rec[r + 1, x + 1] = (raw[r, x] + pred) & 0xFF
-    return rec[1:, 1:].astype(np.uint8)
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Decode an 8- or 16-bit non-palette PNG to uint8/uint16 (H, W, C), C as in ``encode_png``.
-
-    A tRNS colour key becomes an alpha channel. Chunk CRCs are checked so that corrupt files fail
-    loudly. Palette and 1/2/4-bit PNGs are Pillow's business and raise ValueError here.
-    """
-    if not data.startswith(_PNG_SIGNATURE):
-        raise ValueError("not a PNG file")
-    pos, ihdr, trns, idat = len(_PNG_SIGNATURE), None, None, []
-    while pos < len(data):
-        if pos + 8 > len(data):
-            raise ValueError("truncated PNG chunk header")
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        crc = data[pos + 8 + length : pos + 12 + length]
-        if len(body) != length or len(crc) != 4:
-            raise ValueError(f"truncated PNG chunk {kind.decode('latin-1')!r}")
-        if struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
-            raise ValueError(f"CRC mismatch in PNG chunk {kind.decode('latin-1')!r}")
-        pos += 12 + length
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"tRNS":
-            trns = body
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-    if ihdr is None or not idat:
-        raise ValueError("PNG without IHDR or IDAT")
-    w, h, depth, ctype, _, _, interlace = ihdr
-    if depth not in (8, 16) or ctype not in _PNG_CHANNELS:
-        raise ValueError(f"decode_png reads 8/16-bit non-palette PNGs, not depth {depth} type {ctype}")
-    if w == 0 or h == 0 or w * h > 2 * (Image.MAX_IMAGE_PIXELS or 2**62):
-        raise ValueError(f"unreasonable PNG size {w}x{h}")
-    chans = _PNG_CHANNELS[ctype]
-    nbytes = depth // 8
-    bpp = chans * nbytes
-    passes = [(0, 0, 1, 1)] if interlace == 0 else list(_ADAM7)
-    sizes = [(-(-(h - y0) // dy), -(-(w - x0) // dx)) for x0, y0, dx, dy in passes]
-    need = sum(ph * (1 + pw * bpp) for ph, pw in sizes if ph > 0 and pw > 0)
-    dec = zlib.decompressobj()
-    stream = dec.decompress(b"".join(idat), need)  # bounded: a zip bomb cannot blow up memory
-    if len(stream) < need:
-        raise ValueError(f"truncated PNG image data ({len(stream)} of {need} bytes)")
-    buf = np.frombuffer(stream, np.uint8)
-    out = np.zeros((h, w, bpp), np.uint8)
-    off = 0
-    for (x0, y0, dx, dy), (ph, pw) in zip(passes, sizes):
-        if ph <= 0 or pw <= 0:
-            continue  # empty Adam7 pass: no bytes at all, not even filter types
-        n = ph * (1 + pw * bpp)
-        out[y0::dy, x0::dx] = _unfilter(buf[off : off + n], ph, pw, bpp)
-        off += n
-    pixels = out.view(">u2").astype(np.uint16) if nbytes == 2 else out
-    if trns is not None and ctype in (0, 2):
-        key = np.frombuffer(trns[: 2 * chans], ">u2").astype(np.int64)
-        if depth == 8:
-            key = key & 0xFF
-        if key.size == chans:
-            opaque = np.iinfo(pixels.dtype).max
-            hit = np.all(pixels == key.astype(pixels.dtype), axis=2, keepdims=True)
-            pixels = np.concatenate([pixels, np.where(hit, 0, opaque).astype(pixels.dtype)], axis=2)
-    return pixels
+    return _Pixels(_orient(arr, orientation if 1 <= orientation <= 8 else 1), maxval, False)
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing
 
 
-def to_uint(x: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Clamp float samples to [0, 1] and round to nearest (ties to even) at 8 or 16 bits.
-
-    Raises ValueError on NaN/inf: a model that produces them is broken, and writing black pixels
-    would hide it.
-    """
-    if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    x = np.asarray(x, np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("non-finite values (NaN or inf) in the output")
-    maxval = 255 if bit_depth == 8 else 65535
-    return np.rint(np.clip(x, 0.0, 1.0) * maxval).astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
 def write_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """Write uint8/uint16 pixels (see ``encode_png``) to ``path`` as PNG.
+    """Write uint8/uint16 pixels (H, W) or (H, W, C), C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
 
-    The file is written under a temporary name and renamed into place, so an interrupted run
-    never leaves a half-written PNG behind.
+    The bit depth follows the dtype; libpng (via ``imagecodecs``) writes all 16 bits, and the bytes
+    depend only on the pixels (no timestamps). Parent folders are created. The file is written
+    under a temporary name and renamed into place, so an interrupted run never leaves a
+    half-written PNG.
     """
     path = Path(path)
-    data = encode_png(pixels)
+    a = np.asarray(pixels)
+    if a.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"{path}: PNG pixels must be uint8 or uint16, got {a.dtype}")
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 2, 3, 4))) or 0 in a.shape[:2]:
+        raise ValueError(f"{path}: expected (H, W) or (H, W, 1..4) pixels, got {a.shape}")
+    data = imagecodecs.png_encode(np.ascontiguousarray(a))
+    path.parent.mkdir(parents=True, exist_ok=True)
     # A plain open() (not mkstemp, which makes 0600 files) so the result gets the umask's mode.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lsm_jax.data.image_files import IMAGE_EXTENSIONS, ImageFileError, list_images, read_image, write_png
+from lsm_jax.data.image_io import IMAGE_EXTENSIONS, ImageFileError, list_images, read_rgb8, write_png
 from lsm_jax.data.imresize import imresize, modcrop
 
 __all__ = ["make_lr_image", "make_lr_folder", "main"]
@@ -40,7 +40,7 @@ def make_lr_folder(
     """
     paths = list_images(hr_dir)
     if not paths:
-        raise ImageFileError(f"{hr_dir}: no image files ({' '.join(IMAGE_EXTENSIONS)})")
+        raise ImageFileError(hr_dir, f"no image files ({' '.join(IMAGE_EXTENSIONS)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
@@ -58,7 +58,7 @@ def make_lr_folder(
             if not overwrite and dst.exists():
                 continue
             try:
-                lr = make_lr_image(read_image(p), scale)
+                lr = make_lr_image(read_rgb8(p), scale)
             except ImageFileError as e:
                 errors.append(str(e))
                 continue

@@ -1,8 +1,10 @@
-"""Training input pipeline on grain: paired or HR-only folders, or the embedded photographs.
+"""Training input pipeline on grain: paired or HR-only folders, records folders, or the embedded photographs.
 
 Per record: decode (in the source, on read threads) -> random aligned crop ->
 LR made on the fly when there is none (MATLAB bicubic of the HR crop, JAX on
 CPU) -> hflip / vflip / HW-transpose with p = 0.5 each -> float32 [0, 1].
+The 'records' source (:mod:`lsm_jax.data.records`) reads pre-cut sub-images
+with their LR from ArrayRecord shards instead of decoding whole PNGs.
 Records are shuffled by a seeded :class:`grain.samplers.IndexSampler`, each
 host reads its own shard, and worker processes run the per-record work.
 
@@ -25,132 +27,18 @@ import ml_collections
 import numpy as np
 
 from lsm_jax.data.config import SOURCES as _SOURCES, default_data_config  # noqa: F401
-from lsm_jax.data.image_files import ImageFileError, check_images, image_size, list_images, read_image
+from lsm_jax.data.image_io import ImageFileError, check_images, image_size, list_images
+from lsm_jax.data.records import RecordsSource
+from lsm_jax.data.sources import (EMBEDDED_NAMES, EmbeddedSource, EnlargedSource, HrFolderSource,  # noqa: F401
+                                  PairedFolderSource, _check_pair_shape, embedded_images)
 
 __all__ = [
     "EMBEDDED_NAMES", "default_data_config", "embedded_images", "make_train_loader", "build_source",
-    "check_dataset", "EmbeddedSource", "HrFolderSource", "PairedFolderSource", "EnlargedSource",
+    "check_dataset", "EmbeddedSource", "HrFolderSource", "PairedFolderSource", "EnlargedSource", "RecordsSource",
     "PairCropAugment",
 ]
 
 # The real photographs inside the scikit-image wheel (RGB, no download needed).
-EMBEDDED_NAMES = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-    "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina",
-)
-
-# ---------------------------------------------------------------------------
-# Sources: random access, picklable, with a stable repr (grain validates it on restore).
-
-
-@functools.lru_cache(maxsize=None)
-def _load_embedded(name: str) -> np.ndarray:
-    import skimage.data  # lazily: ~0.5 s import, only needed for this source
-
-    if name in ("motorcycle_left", "motorcycle_right"):
-        left, right, _ = skimage.data.stereo_motorcycle()
-        img = left if name == "motorcycle_left" else right
-    elif name in EMBEDDED_NAMES:
-        img = getattr(skimage.data, name)()
-    else:
-        raise ValueError(f"unknown embedded image {name!r}; choose from {', '.join(EMBEDDED_NAMES)}")
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    img.setflags(write=False)  # shared by every record that reads it
-    return img
-
-
-def embedded_images() -> list[tuple[str, np.ndarray]]:
-    """The embedded training photographs: ``[(name, RGB uint8 (H, W, 3)), ...]``."""
-    return [(n, _load_embedded(n)) for n in EMBEDDED_NAMES]
-
-
-class EmbeddedSource:
-    """HR-only source over the scikit-image photographs (loaded lazily in each process)."""
-
-    def __init__(self, names: tuple[str, ...] = EMBEDDED_NAMES):
-        unknown = [n for n in names if n not in EMBEDDED_NAMES]
-        if unknown:
-            raise ValueError(f"unknown embedded image(s) {unknown}; choose from {', '.join(EMBEDDED_NAMES)}")
-        self.names = tuple(names)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        n = self.names[i]
-        return {"hr": _load_embedded(n), "name": f"embedded:{n}"}
-
-    def __repr__(self) -> str:
-        return f"EmbeddedSource(names={self.names})"
-
-
-class HrFolderSource:
-    """HR-only source: every image of a folder, decoded on read."""
-
-    def __init__(self, hr_paths: list[Path]):
-        self.hr_paths = [str(p) for p in hr_paths]
-
-    def __len__(self) -> int:
-        return len(self.hr_paths)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        p = self.hr_paths[i]
-        return {"hr": read_image(p), "name": p}
-
-    def __repr__(self) -> str:
-        first = self.hr_paths[0] if self.hr_paths else ""
-        return f"HrFolderSource(n={len(self.hr_paths)}, first={first!r})"
-
-
-class PairedFolderSource:
-    """HR + pre-made LR pairs; each LR must be (H // scale, W // scale)."""
-
-    def __init__(self, hr_paths: list[Path], lr_paths: list[Path], scale: int):
-        if len(hr_paths) != len(lr_paths):
-            raise ValueError("hr_paths and lr_paths differ in length")
-        self.hr_paths = [str(p) for p in hr_paths]
-        self.lr_paths = [str(p) for p in lr_paths]
-        self.scale = scale
-
-    def __len__(self) -> int:
-        return len(self.hr_paths)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        hp, lp = self.hr_paths[i], self.lr_paths[i]
-        hr, lr = read_image(hp), read_image(lp)
-        _check_pair_shape(hp, hr.shape[:2], lp, lr.shape[:2], self.scale)
-        return {"hr": hr, "lr": lr, "name": hp}
-
-    def __repr__(self) -> str:
-        first = self.hr_paths[0] if self.hr_paths else ""
-        return f"PairedFolderSource(n={len(self.hr_paths)}, scale={self.scale}, first={first!r})"
-
-
-class EnlargedSource:
-    """BasicSR's ``dataset_enlarge_ratio``: each record repeated ``ratio`` times per epoch."""
-
-    def __init__(self, source, ratio: int):
-        self.source, self.ratio = source, int(ratio)
-
-    def __len__(self) -> int:
-        return len(self.source) * self.ratio
-
-    def __getitem__(self, i: int):
-        return self.source[i % len(self.source)]
-
-    def __repr__(self) -> str:
-        return f"EnlargedSource({self.source!r}, ratio={self.ratio})"
-
-
-def _check_pair_shape(hr_path, hr_hw, lr_path, lr_hw, scale: int) -> None:
-    want = (hr_hw[0] // scale, hr_hw[1] // scale)
-    if tuple(lr_hw) != want:
-        raise ImageFileError(
-            f"{lr_path}: LR is {lr_hw[0]}x{lr_hw[1]} but HR {hr_path} is {hr_hw[0]}x{hr_hw[1]}, "
-            f"so x{scale} needs LR {want[0]}x{want[1]}"
-        )
-
-
 # ---------------------------------------------------------------------------
 # Per-record transform.
 
@@ -205,14 +93,14 @@ class PairCropAugment(grain.transforms.RandomMap):
             lr = element["lr"]
             h, w = lr.shape[:2]
             if h < lq or w < lq:
-                raise ImageFileError(f"{name}: LR {h}x{w} is smaller than the LR patch {lq} (gt_size {gt} / x{s})")
+                raise ImageFileError(name, f"LR {h}x{w} is smaller than the LR patch {lq} (gt_size {gt} / x{s})")
             top, left = int(rng.integers(0, h - lq + 1)), int(rng.integers(0, w - lq + 1))
             lr_c = lr[top : top + lq, left : left + lq]
             hr_c = hr[top * s : (top + lq) * s, left * s : (left + lq) * s]
         else:
             h, w = hr.shape[:2]
             if h < gt or w < gt:
-                raise ImageFileError(f"{name}: HR {h}x{w} is smaller than gt_size {gt}")
+                raise ImageFileError(name, f"HR {h}x{w} is smaller than gt_size {gt}")
             top, left = int(rng.integers(0, h - gt + 1)), int(rng.integers(0, w - gt + 1))
             hr_c = hr[top : top + gt, left : left + gt]
             # LR of the crop itself (before augmentation), as a pre-made pair would be.
@@ -241,7 +129,10 @@ def _cfg(cfg) -> ml_collections.ConfigDict:
     if unknown:
         raise ValueError(f"data config: unknown field(s) {unknown}; known: {sorted(c.keys())}")
     for k in cfg.keys():
-        c[k] = cfg[k]
+        v = cfg[k]
+        if isinstance(c[k], tuple) and isinstance(v, str):  # one folder given as a plain string
+            v = (v,) if v else ()
+        c[k] = v
     return c
 
 
@@ -251,7 +142,7 @@ def _paired_paths(c, scale: int) -> tuple[list[Path], list[Path]]:
     lr_dir = Path(str(c.lr_dir).replace("{scale}", str(scale)))
     hr_paths = list_images(c.hr_dir)
     if not hr_paths:
-        raise ImageFileError(f"{c.hr_dir}: no images")
+        raise ImageFileError(c.hr_dir, "no images")
     lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
     lr_paths, missing = [], []
     for hp in hr_paths:
@@ -265,7 +156,7 @@ def _paired_paths(c, scale: int) -> tuple[list[Path], list[Path]]:
         lr_paths.append(lp)
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise ImageFileError(f"{lr_dir}: {len(missing)} LR file(s) missing: {shown}")
+        raise ImageFileError(lr_dir, f"{len(missing)} LR file(s) missing: {shown}")
     return hr_paths, lr_paths
 
 
@@ -273,7 +164,7 @@ def check_dataset(source, scale: int, gt_size: int, threads: int = 8) -> list[st
     """Decode every file of a source and check pair shapes and patch sizes; returns the problems."""
     if isinstance(source, EnlargedSource):
         source = source.source
-    if isinstance(source, EmbeddedSource):
+    if isinstance(source, (EmbeddedSource, RecordsSource)):  # records: shards checked on opening
         return []
     if isinstance(source, PairedFolderSource):
         bad = check_images(source.hr_paths + source.lr_paths, threads)
@@ -297,17 +188,24 @@ def check_dataset(source, scale: int, gt_size: int, threads: int = 8) -> list[st
     return problems
 
 
-def build_source(cfg: ml_collections.ConfigDict, scale: int):
-    """The random-access source named by ``cfg.source`` (enlarged, and checked if ``cfg.check_files``)."""
+def build_source(cfg: ml_collections.ConfigDict, scale: int, shard_index: int = 0, shard_count: int = 1):
+    """The random-access source named by ``cfg.source`` (enlarged, and checked if ``cfg.check_files``).
+
+    Only 'records' uses ``shard_index`` / ``shard_count``: it splits itself per host (the other sources are
+    split by the sampler).
+    """
     c = _cfg(cfg)
-    if c.source == "embedded":
+    if c.source == "records":
+        src = RecordsSource(tuple(c.record_dirs), scale, int(c.gt_size), tuple(c.record_weights),
+                            shard_index=shard_index, shard_count=shard_count)
+    elif c.source == "embedded":
         src = EmbeddedSource()
     elif c.source == "hr_only":
         if not c.hr_dir:
             raise ValueError("data config: source='hr_only' needs hr_dir")
         paths = list_images(c.hr_dir)
         if not paths:
-            raise ImageFileError(f"{c.hr_dir}: no images")
+            raise ImageFileError(c.hr_dir, "no images")
         src = HrFolderSource(paths)
     elif c.source == "paired":
         src = PairedFolderSource(*_paired_paths(c, scale), scale=scale)
@@ -317,7 +215,7 @@ def build_source(cfg: ml_collections.ConfigDict, scale: int):
         problems = check_dataset(src, scale, c.gt_size)
         if problems:
             shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-            raise ImageFileError(f"data check failed, {len(problems)} problem(s):\n  {shown}")
+            raise ImageFileError(c.hr_dir, f"data check failed, {len(problems)} problem(s):\n  {shown}")
     ratio = int(c.dataset_enlarge_ratio)
     if ratio < 1:
         raise ValueError(f"data config: dataset_enlarge_ratio must be >= 1, got {ratio}")
@@ -365,10 +263,13 @@ def make_train_loader(
         raise ValueError(f"data config: num_workers must be >= 0, got {c.num_workers}")
     if c.num_workers > 0:
         _absl_flags_parsed_workaround()
-    source = build_source(c, scale)
-    if len(source) < shard_count:
-        raise ValueError(f"{len(source)} training images cannot be split into {shard_count} shards")
-    shard = grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=True)
+    source = build_source(c, scale, shard_index, shard_count)
+    if c.source == "records":  # already this host's part
+        shard = grain.sharding.NoSharding()
+    else:
+        if len(source) < shard_count:
+            raise ValueError(f"{len(source)} training images cannot be split into {shard_count} shards")
+        shard = grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=True)
     sampler = grain.samplers.IndexSampler(
         num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None, seed=int(seed)
     )

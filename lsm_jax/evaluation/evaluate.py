@@ -15,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-from lsm_jax.data.image_files import ImageFileError
 from lsm_jax.evaluation.scoring import UpscaleFn, bicubic_upscaler, evaluate_folder, format_results
 
 __all__ = ["main", "summary_rows"]
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for method, upscale in methods:
             per_method[method] = [evaluate_folder(upscale, d, args.scale, progress=not args.no_progress)
                                   for d in args.data]
-    except ImageFileError as e:
+    except ValueError as e:  # ImageFileError (bad files) or a model giving a wrong shape / NaN
         raise SystemExit(f"evaluate: {e}") from None
     method, results = methods[0][0], per_method[methods[0][0]]
     for name, res in per_method.items():

@@ -1,7 +1,8 @@
 """PSNR and SSIM by the SR evaluation protocol (spec §12; BasicSR's ``calculate_psnr/ssim``).
 
 - The SR output (float, nominally [0, 1]) is clamped and rounded to uint8
-  first (:func:`quantize`), exactly like BasicSR's ``tensor2img``.
+  first (:func:`lsm_jax.data.quantize.quantize`: float32 product, round half
+  to even, exactly like BasicSR's ``tensor2img``; ``upscale`` writes the same).
 - Scores are taken on Y of BT.601 YCbCr (16–235 range, not rounded), after
   trimming ``crop_border`` pixels on each side (``crop_border = scale``).
 - PSNR is float64 with peak 255. SSIM uses an 11×11 Gaussian window (σ 1.5)
@@ -19,21 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from lsm_jax.data.quantize import quantize  # the rule upscale writes with, so scored == written
+
 __all__ = ["quantize", "rgb_to_y", "psnr", "ssim", "gaussian_window", "sr_scores"]
 
 # BT.601 luma for RGB in [0, 1] giving Y in [16, 235] (BasicSR's bgr2ycbcr, y_only).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
-
-
-def quantize(img) -> np.ndarray:
-    """Float image (H, W, C) nominally in [0, 1] -> uint8: clamp, ×255, round half to even.
-
-    Matches BasicSR's ``tensor2img`` (float32 product, ``np.round``).
-    """
-    a = np.asarray(img, dtype=np.float32)
-    return np.round(np.clip(a, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:

@@ -18,8 +18,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from lsm_jax.data.image_files import ImageFileError, image_size, list_images, read_image
+from lsm_jax.data.image_io import ImageFileError, image_size, list_images, read_rgb8
 from lsm_jax.data.imresize import imresize, modcrop
+from lsm_jax.data.quantize import quantize
 from lsm_jax.evaluation.metrics import sr_scores
 
 __all__ = ["ImagePair", "find_pairs", "evaluate_folder", "bicubic_upscaler", "format_results"]
@@ -51,17 +52,17 @@ def find_pairs(data_dir: str | Path, scale: int) -> tuple[str, list[ImagePair], 
     """
     root = Path(data_dir)
     if not root.is_dir():
-        raise ImageFileError(f"{root}: not a directory")
+        raise ImageFileError(root, "not a directory")
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
     hr_files = list_images(hr_dir)
     if not hr_files:
-        raise ImageFileError(f"{hr_dir}: no HR images (expected {root}/HR/*.png or images in {root})")
+        raise ImageFileError(hr_dir, f"no HR images (expected {root}/HR/*.png or images in {root})")
     lr_dir = root / "LR_bicubic" / f"X{scale}"
     on_the_fly = not lr_dir.is_dir()
     if on_the_fly:
         if (root / "LR_bicubic").is_dir():
             have = sorted(p.name for p in (root / "LR_bicubic").iterdir() if p.is_dir())
-            raise ImageFileError(f"{root / 'LR_bicubic'}: no X{scale} folder (found: {', '.join(have) or 'none'})")
+            raise ImageFileError(root / 'LR_bicubic', f"no X{scale} folder (found: {', '.join(have) or 'none'})")
         return root.name, [ImagePair(p.stem, p, None) for p in hr_files], True
 
     lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
@@ -83,23 +84,23 @@ def find_pairs(data_dir: str | Path, scale: int) -> tuple[str, list[ImagePair], 
             continue
         pairs.append(ImagePair(hp.stem, hp, lp))
     if problems:
-        raise ImageFileError(f"{root}: {len(problems)} bad pair(s):\n  " + "\n  ".join(problems))
+        raise ImageFileError(root, f"{len(problems)} bad pair(s):\n  " + "\n  ".join(problems))
     return root.name, pairs, False
 
 
 def _load_pair(pair: ImagePair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(LR uint8 (h, w, 3), HR uint8 cropped to (h·s, w·s, 3))."""
-    hr = read_image(pair.hr)
+    hr = read_rgb8(pair.hr)
     if pair.lr is None:
         hr = modcrop(hr, scale)
         if hr.shape[0] < 1 or hr.shape[1] < 1:
-            raise ImageFileError(f"{pair.hr}: smaller than the scale {scale}")
+            raise ImageFileError(pair.hr, f"smaller than the scale {scale}")
         lr = np.asarray(imresize(hr, 1.0 / scale))
     else:
-        lr = read_image(pair.lr)
+        lr = read_rgb8(pair.lr)
         h, w = lr.shape[:2]
         if (hr.shape[0] // scale, hr.shape[1] // scale) != (h, w):
-            raise ImageFileError(f"{pair.lr}: LR {h}x{w} does not match HR {pair.hr} {hr.shape[:2]} at x{scale}")
+            raise ImageFileError(pair.lr, f"LR {h}x{w} does not match HR {pair.hr} {hr.shape[:2]} at x{scale}")
         hr = hr[: h * scale, : w * scale]
     return lr, hr
 
@@ -126,6 +127,8 @@ def evaluate_folder(upscale_fn: UpscaleFn, data_dir: str | Path, scale: int, pro
             raise ValueError(
                 f"{pair.name}: the model returned {sr.shape} for LR {lr.shape}, expected {hr.shape} (x{scale})"
             )
+        if not np.all(np.isfinite(sr)):  # a broken model, not a bad score: say which image
+            raise ValueError(f"{pair.name}: the model returned NaN or inf for LR {lr.shape}")
         p, s = sr_scores(sr, hr, scale)
         images.append({"name": pair.name, "psnr": p, "ssim": s})
     return {
@@ -142,7 +145,7 @@ def bicubic_upscaler(scale: int) -> UpscaleFn:
     """Plain MATLAB-bicubic upsampling (uint8 path, as the published bicubic rows)."""
 
     def up(lr: np.ndarray) -> np.ndarray:
-        lr8 = np.round(np.clip(lr, 0.0, 1.0) * 255.0).astype(np.uint8)
+        lr8 = quantize(lr, 8)
         return np.asarray(imresize(lr8, float(scale))).astype(np.float32) / np.float32(255.0)
 
     return up

@@ -27,7 +27,7 @@ from flax import nnx
 from lsm_jax.inference.arch_inference import (ArchitectureError, describe_mismatch, infer_network_config,
                                               official_match)
 from lsm_jax.inference.model_io import CheckpointError, save_model
-from lsm_jax.model.network import LSM, count_parameters
+from lsm_jax.model.network import IN_CHANS, LSM, count_parameters
 from lsm_jax.model.variants import network_config
 
 # Buffers the reference stores but that are recomputed from the padded size (spec §10 Q9, §11).
@@ -62,6 +62,8 @@ def network_config_from_options(options: dict, source: str = 'options') -> ml_co
     if net.get('resi_connection', '1conv') != '1conv':
         raise ConversionError(f"{source}: resi_connection {net['resi_connection']!r} is not supported ('1conv')")
     kw = {**_REFERENCE_DEFAULTS, 'd_state': 16 if arch == 'LSM_light' else 32, **net}
+    if kw['in_chans'] not in IN_CHANS:
+        raise ConversionError(f"{source}: network_g.in_chans is {kw['in_chans']!r}; expected 1 (gray) or 3 (RGB)")
     cfg = network_config('lsm', int(kw['upscale']))
     cfg.arch = arch
     for key in ('in_chans', 'embed_dim', 'mlp_ratio', 'drop_path_rate', 'img_range', 'rmin', 'rmax',

@@ -19,7 +19,7 @@ from lsm_jax.model.network import LSM
 
 
 def make_forward(model: LSM):
-    """A jitted pure forward `fn(params, x) -> y` and the model's parameters, for x (B, H, W, 3)."""
+    """A jitted pure forward `fn(params, x) -> y` and the model's parameters, for x (B, H, W, in_chans)."""
     graphdef, params = nnx.split(model)
 
     @jax.jit
@@ -30,12 +30,16 @@ def make_forward(model: LSM):
 
 
 class Upscaler:
-    """Callable super-resolution of one image: (H, W, 3) float32 in [0, 1] -> (sH, sW, 3), unclamped."""
+    """Callable super-resolution of one image: (H, W, C) float32 in [0, 1] -> (sH, sW, C), unclamped.
+
+    C is the model's `channels`: 3 (RGB), or 1 for a gray model.
+    """
 
     def __init__(self, model: LSM, cfg=None):
         self.model = model
         self.cfg = cfg
         self.scale = int(model.scale)
+        self.channels = int(model.in_chans)
         self._forward, self._params = make_forward(model)
         self.device = jax.devices()[0]
 
@@ -56,11 +60,12 @@ class Upscaler:
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         lr = np.asarray(lr, np.float32)
-        if lr.ndim != 3 or lr.shape[-1] != 3:
-            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {lr.shape}")
+        if lr.ndim != 3 or lr.shape[-1] != self.channels:
+            kind = "RGB" if self.channels == 3 else "gray"
+            raise ValueError(f"expected an (H, W, {self.channels}) {kind} image, got shape {lr.shape}")
         y = self._forward(self._params, jnp.asarray(lr)[None])
         return np.asarray(y[0])
 
     def batch(self, lr: np.ndarray) -> np.ndarray:
-        """(B, H, W, 3) -> (B, sH, sW, 3). Under `reference` semantics images in a batch interact (Q1)."""
+        """(B, H, W, C) -> (B, sH, sW, C). Under `reference` semantics images in a batch interact (Q1)."""
         return np.asarray(self._forward(self._params, jnp.asarray(lr, jnp.float32)))

@@ -34,17 +34,32 @@ def config_to_json(cfg: ml_collections.ConfigDict) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
 
 
+def set_field(cfg: ml_collections.ConfigDict, key: str, value) -> None:
+    """cfg[key] = value, where the flat `scan_impl` of older configs means `scan.impl` and a `scan`
+    dict updates the scan options it names (the others keep their defaults)."""
+    if key == 'scan_impl':
+        cfg.scan.impl = value
+    elif key == 'scan' and isinstance(value, dict):
+        unknown = sorted(set(value) - set(cfg.scan.keys()))
+        if unknown:
+            raise CheckpointError(f"{CONFIG_FILE}: unknown scan options {unknown}")
+        for name, option in value.items():
+            if option is not None or cfg.scan[name] is None:
+                cfg.scan[name] = option
+    elif value is not None or cfg[key] is None:
+        cfg[key] = value
+
+
 def config_from_json(text: str) -> ml_collections.ConfigDict:
     """Inverse of `config_to_json`, starting from the defaults so that older files stay loadable."""
     from lsm_jax.model.variants import network_config
     data = json.loads(text)
     cfg = network_config('lsm', int(data.get('upscale', 2)))
-    unknown = sorted(set(data) - set(cfg.keys()))
+    unknown = sorted(set(data) - set(cfg.keys()) - {'scan_impl'})
     if unknown:
         raise CheckpointError(f"{CONFIG_FILE}: unknown network fields {unknown}")
     for key, value in data.items():
-        if value is not None or cfg[key] is None:
-            cfg[key] = value
+        set_field(cfg, key, value)
     return cfg
 
 
@@ -87,14 +102,15 @@ def load_model(directory: str | os.PathLike, **overrides) -> tuple[LSM, ml_colle
     """Build the network of a checkpoint directory and load its parameters.
 
     `overrides` replace config fields before the network is built (e.g. `semantics='paper'`,
-    `scan_impl='chunked'`); parameter shapes do not depend on them.
+    `scan=dict(impl='two_pass', chunk=128)`, or the older `scan_impl='chunked'`); parameter shapes do
+    not depend on them.
     """
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(f"{directory}: no such checkpoint directory")
     cfg = read_config(directory)
     for key, value in overrides.items():
-        cfg[key] = value
+        set_field(cfg, key, value)
     model = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state))

@@ -96,7 +96,7 @@ def blend_weights_2d(wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
 
 def tiled(upscale_fn: UpscaleFn, scale: int, tile: int, overlap: int = 16, *, align: int = 1,
           margin: int | None = None) -> UpscaleFn:
-    """Wrap `upscale_fn` (float32 (h, w, 3) -> (s·h, s·w, 3)) to run on blended tiles of <= `tile`.
+    """Wrap `upscale_fn` (float32 (h, w, c) -> (s·h, s·w, c)) to run on blended tiles of <= `tile`.
 
     Images no larger than `tile` go through unchanged (the whole-image result).
     """
@@ -108,14 +108,15 @@ def tiled(upscale_fn: UpscaleFn, scale: int, tile: int, overlap: int = 16, *, al
         py, px = plan_axis(h, tile, overlap, align), plan_axis(w, tile, overlap, align)
         wy, wx = axis_weights(py, scale, overlap, margin), axis_weights(px, scale, overlap, margin)
         cy, cx = np.cumsum(wy, axis=0), np.cumsum(wx, axis=0)
-        out = np.zeros((h * scale, w * scale, 3), np.float32)
+        c = lr.shape[2]
+        out = np.zeros((h * scale, w * scale, c), np.float32)
         n_y, n_x = py.size * scale, px.size * scale
         for i, ys in enumerate(py.starts):
             y0 = ys * scale
             for j, xs in enumerate(px.starts):
                 x0 = xs * scale
                 sr = np.asarray(upscale_fn(lr[ys:ys + py.size, xs:xs + px.size]), np.float32)
-                if sr.shape != (n_y, n_x, 3):
+                if sr.shape != (n_y, n_x, c):
                     raise ValueError(f"the model returned shape {sr.shape} for a {py.size}x{px.size} tile")
                 ry, rx = slice(y0, y0 + n_y), slice(x0, x0 + n_x)
                 # Incremental weighted mean m += (w / W)(v - m), W the weight merged so far: the rows

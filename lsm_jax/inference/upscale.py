@@ -9,7 +9,8 @@ with bicubic), 16-bit inputs give 16-bit PNGs. Files that cannot be read are rep
 each and skipped; the exit code is then 1.
 
 The work is done by ``upscale_file`` / ``upscale_paths``, which take any ``upscale_fn`` mapping
-float32 (H, W, 3) in [0, 1] to float32 (sH, sW, 3), so they run without a model in tests.
+float32 (H, W, C) in [0, 1] to float32 (sH, sW, C), so they run without a model in tests. C is 3,
+or 1 for a gray (``in_chans=1``) checkpoint, which upscales gray images and refuses colour ones.
 """
 
 from __future__ import annotations
@@ -23,17 +24,12 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lsm_jax.data.imresize import imresize
 from lsm_jax.inference.tiling import tiled
-
 from lsm_jax.data.image_io import (
-    ImageReadError,
-    LoadedImage,
-    list_image_files,
-    read_image,
-    to_uint,
-    write_png,
+    IMAGE_EXTENSIONS, ImageFileError, LoadedImage, list_images, read_image, write_png,
 )
+from lsm_jax.data.imresize import imresize
+from lsm_jax.data.quantize import quantize
 
 __all__ = [
     "UpscaleFn",
@@ -71,7 +67,7 @@ def resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
     return out
 
 
-def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int) -> np.ndarray:
+def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int, channels: int = 3) -> np.ndarray:
     """Run ``upscale_fn`` on ``img`` and return the pixels to write (uint8/uint16, (sH, sW, C)).
 
     C is 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), following the source. A gray source is
@@ -79,36 +75,41 @@ def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int) -> np.nda
     ideal output of a gray input is itself gray, so any weights summing to one agree on it; they
     only differ in how they combine the network's small per-channel deviations, and equal weights
     give the least variance. BT.601 luma weights would trust green twice as much as red for no
-    reason: the input green carried no more information.
+    reason: the input green carried no more information. A 1-channel model (``channels=1``) sees
+    the gray plane itself. Samples are rounded by ``lsm_jax.data.quantize`` (the metrics' rule), so an
+    8-bit result is the image that is scored.
     """
     h, w = img.rgb.shape[:2]
-    sr = np.asarray(upscale_fn(img.rgb), dtype=np.float32)
-    if sr.shape != (h * scale, w * scale, 3):
-        raise ValueError(f"the model returned shape {sr.shape}, expected {(h * scale, w * scale, 3)}")
+    if channels == 1 and not img.was_gray:
+        raise ValueError("a colour image, but the checkpoint is a 1-channel (gray) model")
+    sr = np.asarray(upscale_fn(img.rgb if channels == 3 else img.rgb[..., :1]), dtype=np.float32)
+    if sr.shape != (h * scale, w * scale, channels):
+        raise ValueError(f"the model returned shape {sr.shape}, expected {(h * scale, w * scale, channels)}")
     color = sr.mean(axis=2, dtype=np.float64, keepdims=True) if img.was_gray else sr
-    planes = [to_uint(color, img.bit_depth)]
+    planes = [quantize(color, img.bit_depth)]
     if img.alpha is not None:
-        planes.append(to_uint(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
+        planes.append(quantize(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
     return np.concatenate(planes, axis=2)
 
 
 def upscale_file(
-    path: str | os.PathLike, out_dir: str | os.PathLike, upscale_fn: UpscaleFn, scale: int
+    path: str | os.PathLike, out_dir: str | os.PathLike, upscale_fn: UpscaleFn, scale: int,
+    channels: int = 3,
 ) -> Path:
     """Upscale one image file into ``out_dir/{stem}_x{scale}.png``; returns the path written.
 
-    Creates ``out_dir`` if needed. Raises ``ImageReadError`` if the file cannot be read, other
+    Creates ``out_dir`` if needed. Raises ``ImageFileError`` if the file cannot be read, other
     exceptions for model or write errors.
     """
     img = read_image(path)
     out_path = Path(out_dir) / output_name(path, scale)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_png(out_path, upscale_image(img, upscale_fn, scale))
+    write_png(out_path, upscale_image(img, upscale_fn, scale, channels))
     return out_path
 
 
 def _problem(exc: Exception) -> str:
-    if isinstance(exc, ImageReadError):
+    if isinstance(exc, ImageFileError):
         return exc.reason
     msg = str(exc).strip()
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -122,6 +123,7 @@ def upscale_paths(
     *,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    channels: int = 3,
 ) -> list[tuple[Path, str]]:
     """Upscale every file in ``paths`` into ``out_dir``; returns ``[(path, problem), ...]`` failures.
 
@@ -147,7 +149,7 @@ def upscale_paths(
             try:
                 if first is not path:
                     raise ValueError(f"output name {name} is already used by {first.name}; rename one")
-                upscale_file(path, out_dir, upscale_fn, scale)
+                upscale_file(path, out_dir, upscale_fn, scale, channels)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop a whole folder
                 failures.append((path, _problem(exc)))
                 report(f"{path}: {failures[-1][1]}")
@@ -191,13 +193,13 @@ def _collect_inputs(path: Path) -> tuple[list[Path], int]:
     """(image files to process, number of other files ignored)."""
     if path.is_dir():
         try:
-            images = list_image_files(path)
+            images = list_images(path)
             visible = sum(1 for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         except OSError as exc:
             raise _fail(f"cannot list {path}: {exc.strerror or exc}") from None
         ignored = visible - len(images)
         if not images:
-            raise _fail(f"no image files (PNG, JPEG, BMP, TIFF, WebP) in {path}")
+            raise _fail(f"no image files ({' '.join(IMAGE_EXTENSIONS)}) in {path}")
         return images, ignored
     if path.exists():
         return [path], 0  # a single file named explicitly is tried whatever its extension
@@ -258,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fn = tiled(upscaler, scale, args.tile, args.tile_overlap)
     try:
         failures = upscale_paths(
-            paths, args.output, fn, scale, progress=args.input.is_dir() and not args.quiet
+            paths, args.output, fn, scale, progress=args.input.is_dir() and not args.quiet,
+            channels=int(getattr(upscaler, "channels", 3)),
         )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -51,9 +51,10 @@ class LRUCore(nnx.Module):
         return jax.lax.complex(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
 
     def __call__(self, us: jax.Array, mk_a: jax.Array, mk_b: jax.Array, mk_cre: jax.Array,
-                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, impl: str,
+                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, scan,
                  debug: dict | None = None) -> jax.Array:
-        """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C)."""
+        """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C). `scan`: a
+        `lsm_jax.scan.config.ScanSpec` (strategy and options of the recurrence)."""
         us32 = us.astype(jnp.float32)
         gamma = jnp.exp(self.gamma_log[...])
         bu_re = jnp.dot(us32, (gamma[:, None] * self.B_re[...]).T)       # (B, L, N)
@@ -67,7 +68,7 @@ class LRUCore(nnx.Module):
             x = jax.lax.complex(x_re, x_im)
             alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
             a = self.eigenvalues() * alpha                                    # (1 or B, L, N)
-            h = linear_recurrence(a, x, axis=scan_axis, impl=impl)
+            h = linear_recurrence(a, x, axis=scan_axis, **scan.kwargs())
             if debug is not None:
                 debug.update(lru_Bu=x, lru_lambda_eff=jnp.broadcast_to(a, x.shape), lru_states=h)
             h_re, h_im = jnp.real(h), jnp.imag(h)

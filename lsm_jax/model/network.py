@@ -16,11 +16,13 @@ import numpy as np
 from flax import nnx
 
 from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
-from lsm_jax.model.smu import Semantics, SemanticLRU
-from lsm_jax.model.variants import resolve_semantics
+from lsm_jax.model.semantics import Semantics, resolve_semantics
+from lsm_jax.model.smu import SemanticLRU
+from lsm_jax.scan.config import ScanSpec, scan_spec
 from lsm_jax.model.window_attention import WindowAttention, is_shifted
 
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
+RGB_MEAN = (0.4488, 0.4371, 0.4040)   # subtracted from RGB inputs; gray (1-channel) models use 0
+IN_CHANS = (1, 3)
 NUM_FEAT = 64   # the classic tail's feature width, fixed in the reference
 
 
@@ -50,9 +52,10 @@ class WMSBlock(nnx.Module):
 class CMLBlock(nnx.Module):
     """Semantic LRU + gated MLP with the γ-scaled input skip; owns the prototype dictionary."""
 
-    def __init__(self, cfg, semantics: Semantics, drop_rate: float, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg, semantics: Semantics, scan: ScanSpec, drop_rate: float, *, dtype, rngs: nnx.Rngs):
         dim, t = cfg.embed_dim, cfg.num_tokens
         self.semantics = semantics
+        self.scan = scan
         self.drop_rate = drop_rate
         self.norm3 = LayerNorm(dim, names=('embed',))
         self.embedding = param(jax.random.uniform(rngs.params(), (t, dim), jnp.float32, -1 / t, 1 / t),
@@ -65,7 +68,8 @@ class CMLBlock(nnx.Module):
 
     def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None):
         k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
-        mixed = self.lru(self.norm3(t), self.embedding[...], hw, self.semantics, key=k3, debug=debug)
+        mixed = self.lru(self.norm3(t), self.embedding[...], hw, self.semantics, self.scan, key=k3,
+                         debug=debug)
         x = t + drop_path(mixed, self.drop_rate, k1)
         x = x + drop_path(self.mlp(self.norm4(x), hw), self.drop_rate, k2)
         return x + t * self.gamma[...]
@@ -78,12 +82,13 @@ def _run_block(block, t, hw, key):
 class ResidualGroup(nnx.Module):
     """`depth` alternating WMS/CML blocks followed by a 3×3 conv, with a residual around the group."""
 
-    def __init__(self, cfg, group: int, drop_rates, semantics: Semantics, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg, group: int, drop_rates, semantics: Semantics, scan: ScanSpec, *, dtype,
+                 rngs: nnx.Rngs):
         heads = cfg.num_heads[group]
         self.remat = bool(cfg.remat)
         self.blocks = nnx.List([
             WMSBlock(cfg, heads, is_shifted(group, j), drop_rates[j], dtype=dtype, rngs=rngs) if j % 2 == 0
-            else CMLBlock(cfg, semantics, drop_rates[j], dtype=dtype, rngs=rngs)
+            else CMLBlock(cfg, semantics, scan, drop_rates[j], dtype=dtype, rngs=rngs)
             for j in range(cfg.depth[group])])
         self.conv = Conv(cfg.embed_dim, cfg.embed_dim, 3, dtype=dtype, rngs=rngs)
 
@@ -117,23 +122,29 @@ class LSM(nnx.Module):
             raise ValueError(f"depth {list(cfg.depth)} and num_heads {list(cfg.num_heads)} differ in length")
         if cfg.upscale not in (2, 3, 4):
             raise ValueError(f"upscale must be 2, 3 or 4, got {cfg.upscale}")
+        if cfg.in_chans not in IN_CHANS:
+            raise ValueError(f"in_chans must be 1 (gray) or 3 (RGB), got {cfg.in_chans}")
         if cfg.embed_dim < 32:
             raise ValueError(f"embed_dim must be ≥ 32 (position-bias width ≥ 1), got {cfg.embed_dim}")
-        sem = resolve_semantics(cfg)
-        self.semantics = Semantics(sem['scan_axis'], sem['mk_a_batch_mean'], sem['modulation_order'],
-                                   cfg.scan_impl)
+        self.semantics = resolve_semantics(cfg)   # resolved here once, handed to every CML block
+        self.scan = scan_spec(cfg.scan)
         dtype = jnp.dtype(cfg.dtype)
         dim = cfg.embed_dim
         self.arch = cfg.arch
         self.scale = int(cfg.upscale)
         self.img_range = float(cfg.img_range)
+        self.in_chans = int(cfg.in_chans)
+        # The SwinIR-family convention the reference follows: the DIV2K RGB mean for 3 channels, none
+        # for any other channel count.
+        self.mean = RGB_MEAN if self.in_chans == 3 else (0.0,) * self.in_chans
         rates = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depth)).tolist()
         starts = np.cumsum([0] + list(cfg.depth)).tolist()
 
         self.conv_first = Conv(cfg.in_chans, dim, 3, names=(None, 'embed'), dtype=dtype, rngs=rngs)
         self.before_norm = LayerNorm(dim, names=('embed',))
         self.layers = nnx.List([
-            ResidualGroup(cfg, g, rates[starts[g]:starts[g + 1]], self.semantics, dtype=dtype, rngs=rngs)
+            ResidualGroup(cfg, g, rates[starts[g]:starts[g + 1]], self.semantics, self.scan, dtype=dtype,
+                          rngs=rngs)
             for g in range(len(cfg.depth))])
         self.norm = LayerNorm(dim, names=('embed',))
         self.conv_after_body = Conv(dim, dim, 3, dtype=dtype, rngs=rngs)
@@ -152,18 +163,18 @@ class LSM(nnx.Module):
 
     def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None,
                  capture: dict | None = None) -> jax.Array:
-        """x: (B, H, W, 3) in [0, 1] -> (B, sH, sW, 3), not clamped.
+        """x: (B, H, W, in_chans) in [0, 1] -> (B, sH, sW, in_chans), not clamped.
 
         `train=True` needs `key` (drop path, Gumbel categorisation). `capture`, if a dict, receives
         the intermediate activations the golden fixture records (`act/...`, `cml/...` names).
         """
         if train and key is None:
             raise ValueError("train=True needs a PRNG key (drop path and Gumbel categorisation)")
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"input must be (B, H, W, 3), got shape {x.shape}")
+        if x.ndim != 4 or x.shape[-1] != self.in_chans:
+            raise ValueError(f"input must be (B, H, W, {self.in_chans}), got shape {x.shape}")
         key = key if train else None
         b, h, w, _ = x.shape
-        mean = jnp.asarray(RGB_MEAN, jnp.float32)
+        mean = jnp.asarray(self.mean, jnp.float32)
         x0 = (x.astype(jnp.float32) - mean) * self.img_range
         f = self.conv_first(x0).astype(jnp.float32)
         t = self.before_norm(f.reshape(b, h * w, -1))

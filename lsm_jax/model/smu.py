@@ -4,7 +4,7 @@ The SMU scores every token against a learned prototype dictionary, categorises t
 prototype, and sorts them so that the LRU runs over semantically grouped sequences. Its softmax
 weights Mk modulate the LRU (λ, B·u, Re/Im of the state) and enhance the output (Mk·V).
 
-Three semantics switches (see `lsm_jax.variants.SEMANTICS`) decide what the recurrence sees:
+Three semantics switches (`lsm_jax.model.semantics`, resolved once by the network) decide what the recurrence sees:
 `scan_axis` ('batch' as the reference, Q1; 'tokens' as the paper), `mk_a_batch_mean` (Q6) and
 `modulation_order` ('raster' as the reference, Q5; 'sorted' gathers Mk with the tokens).
 """
@@ -12,22 +12,14 @@ Three semantics switches (see `lsm_jax.variants.SEMANTICS`) decide what the recu
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from lsm_jax.model.layers import Conv, DepthwiseConv3x3, Linear, param
 from lsm_jax.model.lru import LRUCore
-
-
-class Semantics(NamedTuple):
-    """Resolved semantics switches of a network (`lsm_jax.variants.resolve_semantics`)."""
-    scan_axis: str          # 'batch' | 'tokens'
-    mk_a_batch_mean: bool
-    modulation_order: str   # 'raster' | 'sorted'
-    scan_impl: str          # 'associative' | 'sequential' | 'chunked'
+from lsm_jax.model.semantics import Semantics
+from lsm_jax.scan.config import ScanSpec
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
@@ -86,11 +78,11 @@ class SemanticLRU(nnx.Module):
         return logits, jax.nn.softmax(logits, axis=-1)
 
     def __call__(self, u: jax.Array, prototypes: jax.Array, hw: tuple[int, int], semantics: Semantics,
-                 key: jax.Array | None = None, debug: dict | None = None) -> jax.Array:
+                 scan: ScanSpec, key: jax.Array | None = None, debug: dict | None = None) -> jax.Array:
         """u: (B, L, C) normalised tokens -> (B, L, C) = concat(out_proj(LRU), Mk·V).
 
         `key` (training only) samples the categories with Gumbel noise. `debug`, if a dict, receives
-        the intermediates that the golden fixture records.
+        the intermediates that the golden fixture records. `scan` is the LRU's scan strategy.
         """
         b, l, c = u.shape
         logits, mk = self.smu(u, prototypes)
@@ -105,7 +97,7 @@ class SemanticLRU(nnx.Module):
         mk_a, mk_b, mk_cre, mk_cim = jnp.split(mk_lru, 4, axis=-1)
         ys = self.lru_core(us, mk_a, mk_b, mk_cre, mk_cim,
                            scan_axis=0 if semantics.scan_axis == 'batch' else 1,
-                           mk_a_batch_mean=semantics.mk_a_batch_mean, impl=semantics.scan_impl,
+                           mk_a_batch_mean=semantics.mk_a_batch_mean, scan=scan,
                            debug=debug)
         y = gather_tokens(ys, inverse)
         out = jnp.concatenate([self.out_proj(y), enhanced.astype(y.dtype)], axis=-1)

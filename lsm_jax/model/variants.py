@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from lsm_jax.model.semantics import SEMANTICS, Semantics, resolve_semantics  # noqa: F401  (re-exported)
+from lsm_jax.scan.config import scan_config
+
 ARCHS = ("LSM", "LSM_light")
 VARIANTS = ("lsm", "lsm_s", "lsm_light", "tiny")
-
-# Each semantics preset fixes three independent switches (spec Q1, Q5, Q6).
-SEMANTICS = {
-    # What the authors' code computes: scan over the batch axis, Mk_A averaged over the batch,
-    # modulations left in raster order while the LRU input is sorted.
-    "reference": dict(scan_axis="batch", mk_a_batch_mean=True, modulation_order="raster"),
-    # What the paper describes: each image's sorted tokens form the sequence, each image is
-    # modulated by its own Mk, gathered into the sorted order together with the tokens.
-    "paper": dict(scan_axis="tokens", mk_a_batch_mean=False, modulation_order="sorted"),
-}
-
 
 def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
@@ -45,7 +37,7 @@ def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
             scan_axis=ml_collections.FieldReference(None, field_type=str),
             mk_a_batch_mean=ml_collections.FieldReference(None, field_type=bool),
             modulation_order=ml_collections.FieldReference(None, field_type=str),
-            scan_impl="auto",   # see lsm_jax.lru: sequential on CPU, associative elsewhere
+            scan=scan_config(),   # the LRU's scan strategy and its options (lsm_jax.scan)
             remat=False,
             dtype="float32",
         )
@@ -75,19 +67,3 @@ def network_config(variant: str, scale: int = 2) -> ml_collections.ConfigDict:
                    num_tokens=16, d_state=4)
         return cfg
     raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-
-
-def resolve_semantics(cfg) -> dict:
-    """The three semantics switches of a network config: the preset, with any explicit overrides."""
-    if cfg.semantics not in SEMANTICS:
-        raise ValueError(f"semantics must be one of {sorted(SEMANTICS)}, got {cfg.semantics!r}")
-    out = dict(SEMANTICS[cfg.semantics])
-    for key in out:
-        value = cfg.get(key)
-        if value is not None:
-            out[key] = value
-    if out["scan_axis"] not in ("batch", "tokens"):
-        raise ValueError(f"scan_axis must be 'batch' or 'tokens', got {out['scan_axis']!r}")
-    if out["modulation_order"] not in ("raster", "sorted"):
-        raise ValueError(f"modulation_order must be 'raster' or 'sorted', got {out['modulation_order']!r}")
-    return out

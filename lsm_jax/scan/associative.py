@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
-from lsm_jax.scan.common import combine
+from lsm_jax.scan.common import combine, result_dtype
 
 
-def scan_associative(a: jax.Array, x: jax.Array, axis: int) -> jax.Array:
-    """The recurrence along `axis` in log depth."""
-    return jax.lax.associative_scan(combine, (a, x), axis=axis)[1]
+def fold_h0(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool) -> jax.Array:
+    """x with the initial state folded into its first step (x_0 += a_0·h0): a scan from zero then
+    gives the scan from h0."""
+    if h0 is None:
+        return x3
+    first = -1 if reverse else 0
+    a_first = a3[:, first if a3.shape[1] > 1 else 0]
+    return x3.at[:, first].add((a_first * h0).astype(x3.dtype))
+
+
+def scan_associative(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool):
+    """Canonical form (see `lsm_jax.scan.common`) in log depth; computes in float32 / complex64."""
+    compute = result_dtype(a3, x3)
+    a = jnp.broadcast_to(a3.astype(compute), x3.shape)   # associative_scan needs equal shapes
+    x = fold_h0(a, x3.astype(compute), h0, reverse)
+    _, h = jax.lax.associative_scan(combine, (a, x), axis=1, reverse=reverse)
+    h_last = h[:, 0] if reverse else h[:, -1]
+    store = x3.dtype if jnp.issubdtype(x3.dtype, jnp.floating) else compute
+    return h.astype(store), h_last

@@ -1,7 +1,17 @@
-"""Shared pieces of the scan strategies: the associative combine and axis handling."""
+"""Shared pieces of the scan strategies: the associative combine and the canonical (P, L, Q) form.
+
+Every strategy works on a canonical form: x reshaped (for free, no copy) to (P, L, Q) with the scanned
+axis in the middle (P = the axes before it, Q = the axes after it), and `a` to (Pa, La, Qa) where each
+of Pa, La, Qa is either 1 (broadcast) or the full size. So a per-channel λ of shape (N,) against x of
+shape (B, L, N) stays (1, 1, N): no strategy materialises it at full size.
+"""
 
 from __future__ import annotations
 
+import math
+
+import jax
+import jax.numpy as jnp
 
 
 def combine(left, right):
@@ -9,3 +19,61 @@ def combine(left, right):
     a_l, x_l = left
     a_r, x_r = right
     return a_r * a_l, a_r * x_l + x_r
+
+
+def canonical_shapes(a_shape: tuple, x_shape: tuple, axis: int):
+    """(x3, a3, a_pre): x as (P, L, Q), `a` as (Pa, La, Qa), and the shape `a` must first be broadcast
+    to (its groups of axes that are neither all-1 nor full broadcast in full) before reshaping."""
+    ndim = len(x_shape)
+    if len(a_shape) > ndim:
+        raise ValueError(f"linear_recurrence: a {a_shape} has more axes than x {x_shape}")
+    a_shape = (1,) * (ndim - len(a_shape)) + tuple(a_shape)
+    jnp.broadcast_shapes(a_shape, x_shape)   # raises a clear error when they do not broadcast
+    groups = [range(0, axis), range(axis, axis + 1), range(axis + 1, ndim)]
+    a_pre, a3, x3 = list(a_shape), [], []
+    for g in groups:
+        full = math.prod(x_shape[i] for i in g)
+        x3.append(full)
+        if all(a_shape[i] == 1 for i in g):
+            a3.append(1)
+        else:
+            for i in g:
+                a_pre[i] = x_shape[i]
+            a3.append(full)
+    return tuple(x3), tuple(a3), tuple(a_pre)
+
+
+def to_canonical(a: jax.Array, x: jax.Array, axis: int):
+    """(a3, x3): the canonical forms of a and x (see the module docstring)."""
+    x3, a3, a_pre = canonical_shapes(a.shape, x.shape, axis)
+    a = jnp.broadcast_to(a.reshape((1,) * (x.ndim - a.ndim) + a.shape), a_pre)
+    return a.reshape(a3), x.reshape(x3)
+
+
+def result_dtype(a: jax.Array, x: jax.Array):
+    """The dtype h is computed in: float32 or complex64 at least (bf16 inputs accumulate in float32)."""
+    dtype = jnp.result_type(a.dtype, x.dtype)
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def shift_along(a3: jax.Array, reverse: bool, fill) -> jax.Array:
+    """a shifted one step against the scan direction (a_{k+1} at k forward, a_{k-1} reversed).
+    A broadcast La=1 stays as it is (constant along the scan)."""
+    if a3.shape[1] == 1:
+        return a3
+    pad = jnp.full_like(a3[:, :1], fill)
+    return jnp.concatenate([a3[:, 1:], pad], 1) if not reverse else jnp.concatenate([pad, a3[:, :-1]], 1)
+
+
+def pad_identity(a3, x3, chunk, at_start=False):
+    """Pad the scanned axis to a multiple of `chunk` with identity steps (a=1, x=0), placed last in
+    scan order (at the start for a reversed scan), so the state after them is unchanged."""
+    pad = (-x3.shape[1]) % chunk
+    if pad:
+        widths = ((0, 0), (pad, 0) if at_start else (0, pad), (0, 0))
+        length = x3.shape[1]
+        x3 = jnp.pad(x3, widths)
+        # A constant a is spread along the scan first: the padded steps need a = 1.
+        a3 = jnp.broadcast_to(a3, (a3.shape[0], length, a3.shape[2])) if a3.shape[1] == 1 else a3
+        a3 = jnp.pad(a3, widths, constant_values=1)
+    return a3, x3

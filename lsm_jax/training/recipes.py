@@ -43,7 +43,7 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
     c.model = network_config(variant, scale)
     c.model.drop_path_rate = 0.1
     c.model.semantics = "paper"
-    c.model.scan_impl = "auto"        # the sequential loop on CPU, the associative scan elsewhere
+    # c.model.scan: the LRU's scan strategy and options (lsm_jax.scan), e.g. --config.model.scan.impl=two_pass
     c.total_steps = 300_000
     c.batch_size = 32                 # global, over all devices and processes
     c.patch_size = 64                 # LR side of a training crop (BasicSR gt_size / scale)

@@ -17,7 +17,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lsm_jax.model.network import LSM
-from lsm_jax.model.variants import resolve_semantics
+from lsm_jax.model.semantics import resolve_semantics
 from lsm_jax.training import sharding
 from lsm_jax.training.optimizer import make_optimizer
 from lsm_jax.training.state import TrainState, ema_update, make_init_fn, split_model
@@ -39,6 +39,9 @@ def check_config(config: ml_collections.ConfigDict, mesh) -> None:
     if group < 0 or (0 < group < config.batch_size and config.batch_size % group):
         raise TrainingError(f"recurrence_group={group} must be 0, ≥ batch_size, or divide batch_size="
                             f"{config.batch_size}")
+    if config.model.in_chans != 3:
+        raise TrainingError(f"model.in_chans={config.model.in_chans}: training reads RGB images, so only 3 is "
+                            "trainable (a converted 1-channel checkpoint can upscale gray images)")
     if config.loss != "l1":
         raise TrainingError(f"loss={config.loss!r}: only 'l1' (the authors' loss) is implemented")
     if not 0.0 <= config.ema_decay < 1.0:
@@ -52,9 +55,7 @@ def make_train_forward(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_colle
     """forward(params, x, key) -> y in training mode. Under semantics whose recurrence crosses images
     (reference, Q1/Q6) the batch is split into independent groups of `config.recurrence_group`
     images, as the authors' per-GPU batches were; images interact only within their group."""
-    sem = resolve_semantics(config.model)
-    cross_image = sem["scan_axis"] == "batch" or sem["mk_a_batch_mean"]
-    group = config.recurrence_group if cross_image else 0
+    group = config.recurrence_group if resolve_semantics(config.model).cross_image else 0
 
     def forward(params, x, key):
         run = lambda xs, k: nnx.merge(graphdef, params, rest)(xs, train=True, key=k)  # noqa: E731

@@ -1,8 +1,9 @@
 """Validation during training: the EMA weights on benchmark folders, by the evaluation protocol.
 
 Whole-image inference at batch 1 with deterministic categorisation (as `lsm_jax.inference`), scored
-by `lsm_jax.evaluate.evaluate_folder` (Y-channel PSNR/SSIM, crop border = scale). A few centre
-crops (bicubic | model | HR) go to TensorBoard. The jitted forward compiles once per image size.
+by `lsm_jax.evaluation.scoring.evaluate_folder` (Y-channel PSNR/SSIM, crop border = scale). A few
+centre crops (bicubic | model | HR) of the `eval.best_dir` folder, the one that selects the best
+checkpoint, go to TensorBoard. The jitted forward compiles once per image size.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from lsm_jax.data.image_io import read_rgb8
 from lsm_jax.evaluation.scoring import bicubic_upscaler, evaluate_folder, find_pairs
-from lsm_jax.data.image_files import read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,9 +47,9 @@ def crops(upscale_fn, data_dir: str | os.PathLike, scale: int, n: int, size: int
     bicubic = bicubic_upscaler(scale)
     out = []
     for pair in [p for p in pairs if p.lr is not None][:n]:
-        lr = read_image(pair.lr).astype(np.float32) / 255.0
+        lr = read_rgb8(pair.lr).astype(np.float32) / 255.0
         h, w = lr.shape[:2]
-        hr = read_image(pair.hr)[: h * scale, : w * scale].astype(np.float32) / 255.0
+        hr = read_rgb8(pair.hr)[: h * scale, : w * scale].astype(np.float32) / 255.0
         out.append(dict(name=pair.name, bicubic=centre_crop(np.clip(bicubic(lr), 0, 1), size),
                         sr=centre_crop(np.clip(upscale_fn(lr), 0, 1), size), hr=centre_crop(hr, size)))
     return out
@@ -64,6 +65,9 @@ class Validator:
         self.num_images = int(config.eval.num_images)
         self.crop = int(config.eval.crop)
         self.best_dir = int(config.eval.best_dir)
+        if self.dirs and not 0 <= self.best_dir < len(self.dirs):
+            raise ValueError(f"eval.best_dir: {self.best_dir} is not an index into eval.dirs "
+                             f"({len(self.dirs)} folder(s))")
         self._forward = jax.jit(lambda p, x: nnx.merge(graphdef, p, rest)(x, train=False),
                                 in_shardings=(params_sharding, replicated), out_shardings=replicated)
 
@@ -84,8 +88,9 @@ class Validator:
                 out["psnr"], out["ssim"] = res["psnr"], res["ssim"]
         if writer is not None and self.dirs:
             writer.scalars(step, {f"val/{k}": v for k, v in out.items() if "/" in k})
+            # Previews from the folder that picks the best checkpoint, so they show what is selected on.
             if self.num_images > 0:  # every process: the forward is one program over all of them
                 strips = {f"val/{c['name']}": np.concatenate([c["bicubic"], c["sr"], c["hr"]], axis=1)
-                          for c in crops(up, self.dirs[0], self.scale, self.num_images, self.crop)}
+                          for c in crops(up, self.dirs[self.best_dir], self.scale, self.num_images, self.crop)}
                 writer.images(step, strips)
         return out
