@@ -20,6 +20,12 @@ semantics. For every case it reports:
 
 A header line names the device, the allocator (glibc unless LD_PRELOAD names another) and the
 baseline. One JSON object per case follows, one per line, and the rows go to a CSV.
+
+    python experiments/bench_inference.py --grid [grid options]
+
+runs `experiments/bench_inference_grid.py` instead: time and peak memory against LR size (128² to
+1024² whole, 2048² tiled), LSM-S and LSM-light x4, float32/bfloat16, with and without self-ensemble,
+each point in a fresh process, CSV + plot.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -120,6 +127,10 @@ def bench_case(name: str, variant: str, scale: int, side: int, semantics: str, r
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--grid" in argv:
+        from bench_inference_grid import main as grid_main
+        return grid_main([a for a in argv if a != "--grid"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default=",".join(CASES),
                     help=f"comma-separated subset of {','.join(list(CASES) + list(GPU_LARGE))}")

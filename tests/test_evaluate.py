@@ -118,11 +118,15 @@ def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
         evaluate.main(["--checkpoint", str(tmp_path / "absent"), "--data", str(tmp_path / "Tiny"),
                        "--scale", "2"])
     res = evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "2",
-                         "--no-progress", "--json", str(tmp_path / "r.json")])
+                         "--no-progress", "--json", str(tmp_path / "r.json"), "--ensemble"])
     assert [im["name"] for im in res[0]["images"]] == ["a", "b"]
     assert all(np.isfinite(im["psnr"]) and 0 < im["ssim"] <= 1 for im in res[0]["images"])
-    assert json.loads((tmp_path / "r.json").read_text())["datasets"][0]["dataset"] == "Tiny"
-    assert "| ckpt " in capsys.readouterr().out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["datasets"][0]["dataset"] == "Tiny" and saved["datasets"] == saved["methods"]["ckpt"]
+    ens = saved["methods"]["ckpt+"][0]
+    assert ens["psnr"] != res[0]["psnr"] and np.isfinite(ens["psnr"])   # its own row, its own numbers
+    out = capsys.readouterr().out
+    assert "| ckpt " in out and "| ckpt+ | x2 |" in out
 
 
 def test_make_lr_cli_reproduces_set5_and_reports_bad_files(tmp_path, capsys):

@@ -1,10 +1,12 @@
 """Convert the authors' PyTorch checkpoints into lsm-jax inference checkpoints.
 
-    python -m lsm_jax.convert --weights net_g.pth --network-options test_LSM_light_x4.yml --out DIR
+    python -m lsm_jax.convert --weights net_g.pth [--network-options test_LSM_light_x4.yml] --out DIR
 
 The weights are a BasicSR checkpoint (`{'params': ..., 'params_ema': ...}`, `params_ema` by default,
 any `module.` prefix stripped) or an `.npz`/`.safetensors` of the same state_dict keys. The options
-file is a BasicSR YAML whose `network_g` section gives the architecture. Every key must be consumed
+file is a BasicSR YAML whose `network_g` section gives the architecture; without one, the architecture
+is read from the state_dict's keys and shapes (`lsm_jax.inference.arch_inference`) and printed. When
+both are given and disagree, the error names the fields. Every key must be consumed
 or be a known recomputable buffer; otherwise one error lists every problem. Converted checkpoints
 use `reference` semantics, which is what the weights were trained with.
 """
@@ -22,6 +24,8 @@ import numpy as np
 import yaml
 from flax import nnx
 
+from lsm_jax.inference.arch_inference import (ArchitectureError, describe_mismatch, infer_network_config,
+                                              official_match)
 from lsm_jax.inference.model_io import CheckpointError, save_model
 from lsm_jax.model.network import IN_CHANS, LSM, count_parameters
 from lsm_jax.model.variants import network_config
@@ -200,11 +204,48 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], cfg, source: str = 'we
     return tree
 
 
-def convert(weights: str | Path, options: str | Path, out: str | Path, key: str | None = None,
-            overwrite: bool = False) -> ml_collections.ConfigDict:
-    """Convert `weights` with the architecture of `options`, write an inference checkpoint to `out`."""
+def architecture(state_dict: dict, options: str | Path | None, source: str = 'weights'
+                 ) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """The network config to convert with, and notes on what was inferred.
+
+    Without `options`: inferred from the weights. With `options`: the options file's config, after
+    checking that it builds the network the weights hold (an error names the fields that disagree).
+    """
+    try:
+        inferred, notes = infer_network_config(state_dict, source)
+    except ArchitectureError as err:
+        if options is None:
+            raise ConversionError(str(err)) from err
+        inferred, notes = None, []      # the strict key/shape check below still reports everything
+    if options is None:
+        return inferred, notes
     cfg = read_options(options)
-    params = convert_state_dict(load_state_dict(weights, key), cfg, str(weights))
+    if inferred is not None:
+        diff = describe_mismatch(cfg, inferred)
+        if diff:
+            raise ConversionError(f"{options} does not describe {source}: " + "; ".join(diff)
+                                  + " (omit --network-options to use the weights' architecture)")
+    return cfg, notes
+
+
+def convert(weights: str | Path, options: str | Path | None, out: str | Path, key: str | None = None,
+            overwrite: bool = False, report=None) -> ml_collections.ConfigDict:
+    """Convert `weights` (architecture from `options`, or inferred when None) into a checkpoint at `out`.
+
+    `report`, if given, receives one line describing the inferred architecture and one per note.
+    """
+    state_dict = load_state_dict(weights, key)
+    cfg, notes = architecture(state_dict, options, str(weights))
+    if report is not None and options is None:
+        name = official_match(cfg)
+        report(f"inferred from {weights}: {cfg.arch} x{cfg.upscale}"
+               + (f" (official {name})" if name else "")
+               + f", embed_dim {cfg.embed_dim}, depth {list(cfg.depth)}, num_heads {list(cfg.num_heads)}, "
+               f"mlp_ratio {cfg.mlp_ratio:g}, split_size {list(cfg.split_size)}, d_state {cfg.d_state}, "
+               f"num_tokens {cfg.num_tokens}")
+        for note in notes:
+            report(f"  note: {note}")
+    params = convert_state_dict(state_dict, cfg, str(weights))
     save_model(out, cfg, params, overwrite=overwrite)
     return cfg
 
@@ -212,13 +253,14 @@ def convert(weights: str | Path, options: str | Path, out: str | Path, key: str 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m lsm_jax.convert', description=__doc__.split('\n\n')[0])
     parser.add_argument('--weights', required=True, help='.pth (BasicSR), .npz or .safetensors state_dict')
-    parser.add_argument('--network-options', required=True, help="BasicSR options YAML with network_g")
+    parser.add_argument('--network-options', default=None,
+                        help="BasicSR options YAML with network_g (default: read the architecture from the weights)")
     parser.add_argument('--out', required=True, help='output checkpoint directory')
     parser.add_argument('--key', default=None, help="entry of a BasicSR checkpoint (default params_ema)")
     parser.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint in --out')
     args = parser.parse_args(argv)
     try:
-        cfg = convert(args.weights, args.network_options, args.out, args.key, args.overwrite)
+        cfg = convert(args.weights, args.network_options, args.out, args.key, args.overwrite, report=print)
     except (ConversionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -35,17 +35,28 @@ class Upscaler:
     C is the model's `channels`: 3 (RGB), or 1 for a gray model.
     """
 
-    def __init__(self, model: LSM):
+    def __init__(self, model: LSM, cfg=None):
         self.model = model
+        self.cfg = cfg
         self.scale = int(model.scale)
         self.channels = int(model.in_chans)
         self._forward, self._params = make_forward(model)
+        self.device = jax.devices()[0]
 
     @classmethod
     def from_checkpoint(cls, directory: str | os.PathLike, **overrides) -> 'Upscaler':
-        """Load an inference checkpoint directory (see `lsm_jax.model_io`)."""
-        model, _ = load_model(directory, **overrides)
-        return cls(model)
+        """Load an inference checkpoint directory (see `lsm_jax.model_io`); `overrides` replace
+        config fields, e.g. `dtype='bfloat16'`."""
+        model, cfg = load_model(directory, **overrides)
+        return cls(model, cfg)
+
+    @property
+    def batch_independent(self) -> bool:
+        """Whether images in a batch are processed independently (not under `reference` semantics,
+        whose recurrence runs over the batch axis)."""
+        sem = getattr(self.model, 'semantics', None)
+        return (sem is not None and getattr(sem, 'scan_axis', 'batch') != 'batch'
+                and not getattr(sem, 'mk_a_batch_mean', True))
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         lr = np.asarray(lr, np.float32)

@@ -1,6 +1,7 @@
 """Upscale your own images with a trained checkpoint.
 
-    python -m lsm_jax.upscale --checkpoint DIR --input PATH --output DIR [--tile N]
+    python -m lsm_jax.upscale --checkpoint DIR --input PATH --output DIR
+        [--max-memory 4GB | --tile N] [--ensemble] [--dtype bfloat16] [--no-buckets] [--no-cache]
 
 PATH is one image or a folder of PNG/JPEG/BMP/TIFF/WebP files; each result is written as
 ``{stem}_x{scale}.png`` in the output folder. Gray inputs come back gray, alpha is kept (resized
@@ -23,6 +24,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from lsm_jax.inference.tiling import tiled
 from lsm_jax.data.image_io import (
     IMAGE_EXTENSIONS, ImageFileError, LoadedImage, list_images, read_image, write_png,
 )
@@ -154,60 +156,31 @@ def upscale_paths(
     return failures
 
 
-def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
-    """Tiles along one axis as (start, keep_lo, keep_hi): equal-size windows (one shape to compile)
-    whose kept parts partition [0, length) and see at least ``overlap`` pixels of context inside
-    the image on every side."""
-    n = min(tile, length)
-    o = min(overlap, (n - 1) // 2)
-    starts = list(range(0, length - n, n - 2 * o)) + [length - n]
-    out, lo = [], 0
-    for i, s in enumerate(starts):
-        hi = length if i == len(starts) - 1 else s + n - o
-        out.append((s, lo, hi))
-        lo = hi
-    return out
-
-
-def tiled(upscale_fn: UpscaleFn, scale: int, tile: int, overlap: int = 16) -> UpscaleFn:
-    """Wrap ``upscale_fn`` to process ``tile`` x ``tile`` LR windows overlapping by ``overlap``.
-
-    Each window contributes only its centre, so seams get ``overlap`` pixels of real context. The
-    result is close to, not equal to, the whole-image output: LSM's token grouping and recurrence
-    span the whole input. Images no larger than ``tile`` go through unchanged.
-    """
-
-    def fn(lr: np.ndarray) -> np.ndarray:
-        h, w = lr.shape[:2]
-        if h <= tile and w <= tile:
-            return upscale_fn(lr)
-        th, tw, c = min(tile, h), min(tile, w), lr.shape[2]
-        out = np.empty((h * scale, w * scale, c), np.float32)
-        for ys, ylo, yhi in _windows(h, tile, overlap):
-            for xs, xlo, xhi in _windows(w, tile, overlap):
-                sr = np.asarray(upscale_fn(lr[ys : ys + th, xs : xs + tw]), np.float32)
-                if sr.shape != (th * scale, tw * scale, c):
-                    raise ValueError(f"the model returned shape {sr.shape} for a {th}x{tw} tile")
-                out[ylo * scale : yhi * scale, xlo * scale : xhi * scale] = sr[
-                    (ylo - ys) * scale : (yhi - ys) * scale, (xlo - xs) * scale : (xhi - xs) * scale
-                ]
-        return out
-
-    return fn
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Upscale images with an LSM checkpoint.")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
     p.add_argument("--input", required=True, type=Path, help="an image, or a folder of images")
     p.add_argument("--output", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument(
-        "--tile", type=int, default=None, metavar="N",
-        help="process N x N LR tiles (saves memory on large images; default: the whole image)",
+        "--max-memory", default=None, metavar="SIZE",
+        help="memory budget, e.g. 4GB: images that do not fit are cut into blended tiles sized to it "
+             "(default: half the free RAM, or 80%% of the accelerator's memory)",
     )
     p.add_argument(
-        "--tile-overlap", type=int, default=16, metavar="N", help="LR context around each tile (16)"
+        "--tile", type=int, default=None, metavar="N",
+        help="force tiles of at most N x N LR pixels (default: chosen from --max-memory)",
     )
+    p.add_argument(
+        "--tile-overlap", type=int, default=16, metavar="N", help="LR overlap between tiles (16)"
+    )
+    p.add_argument("--ensemble", action="store_true",
+                   help="self-ensemble: average the 8 flips/transposes (8x slower, LSM+)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute dtype of matmuls/convolutions (states, softmax, sums stay float32)")
+    p.add_argument("--no-buckets", action="store_true",
+                   help="compile for every image size exactly (default: reflect-pad to a few bucket shapes)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not use the persistent compilation cache (~/.cache/lsm-jax/jax)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
@@ -233,14 +206,14 @@ def _collect_inputs(path: Path) -> tuple[list[Path], int]:
     raise _fail(f"input not found: {path}")
 
 
-def _load_upscaler(checkpoint: Path):
+def _load_upscaler(checkpoint: Path, dtype: str = "float32"):
     """The real model: ``lsm_jax.inference.Upscaler`` (imported late: JAX start-up is slow)."""
     try:
         from lsm_jax.inference.forward import Upscaler
     except ImportError as exc:
         raise _fail(f"cannot import the model code (lsm_jax.inference): {exc}") from None
     try:
-        return Upscaler.from_checkpoint(checkpoint)
+        return Upscaler.from_checkpoint(checkpoint, **({} if dtype == "float32" else {"dtype": dtype}))
     except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
         raise _fail(f"cannot load checkpoint {checkpoint}: {_problem(exc)}") from None
 
@@ -252,6 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise _fail(f"--tile must be positive, got {args.tile}")
     if args.tile_overlap < 0:
         raise _fail(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    budget = None
+    if args.max_memory is not None:
+        from lsm_jax.inference.budget import parse_size
+        try:
+            budget = parse_size(args.max_memory)
+        except ValueError as exc:
+            raise _fail(f"--max-memory: {exc}") from None
     # Cheap checks first, so a typo does not cost a model load.
     paths, ignored = _collect_inputs(args.input)
     if not args.checkpoint.exists():
@@ -265,10 +245,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ignored and not args.quiet:
         print(f"note: ignoring {ignored} non-image file(s) in {args.input}", file=sys.stderr)
 
-    upscaler = _load_upscaler(args.checkpoint)
+    if not args.no_cache:
+        from lsm_jax.inference.buckets import enable_compilation_cache
+        enable_compilation_cache()
+    upscaler = _load_upscaler(args.checkpoint, args.dtype)
     scale = int(upscaler.scale)
     fn: UpscaleFn = upscaler
-    if args.tile is not None:
+    if getattr(upscaler, "cfg", None) is not None:
+        from lsm_jax.inference.runner import InferenceOptions, build_upscale_fn
+        opts = InferenceOptions(tile=args.tile, max_memory=budget, overlap=args.tile_overlap,
+                                ensemble=args.ensemble, buckets=not args.no_buckets)
+        fn = build_upscale_fn(upscaler, opts, report=lambda line: tqdm.write(line, file=sys.stderr))
+    elif args.tile is not None:   # a stand-in model without a config (tests): plain tiles
         fn = tiled(upscaler, scale, args.tile, args.tile_overlap)
     try:
         failures = upscale_paths(

@@ -62,6 +62,20 @@ def from_windows(x: jax.Array, hp: int, wp: int, hs: int, ws: int) -> jax.Array:
     return x.reshape(b, hp, wp, c)
 
 
+def to_head_windows(x: jax.Array, hs: int, ws: int, heads: int) -> jax.Array:
+    """(B, Hp, Wp, heads·d) -> (B, num_windows, heads, hs·ws, d), windows and tokens row-major."""
+    b, hp, wp, c = x.shape
+    x = x.reshape(b, hp // hs, hs, wp // ws, ws, heads, c // heads).transpose(0, 1, 3, 5, 2, 4, 6)
+    return x.reshape(b, (hp // hs) * (wp // ws), heads, hs * ws, c // heads)
+
+
+def from_head_windows(x: jax.Array, hp: int, wp: int, hs: int, ws: int) -> jax.Array:
+    """Inverse of `to_head_windows`: (B, num_windows, heads, hs·ws, d) -> (B, Hp, Wp, heads·d)."""
+    b, _, heads, _, d = x.shape
+    x = x.reshape(b, hp // hs, wp // ws, heads, hs, ws, d).transpose(0, 1, 4, 2, 5, 3, 6)
+    return x.reshape(b, hp, wp, heads * d)
+
+
 class DynamicPosBias(nnx.Module):
     """Relative-position bias MLP (`attns.k.pos`): Linear(2→p), 3 × (LN → ReLU → Linear), last to heads."""
 
@@ -102,18 +116,19 @@ class WindowBranch(nnx.Module):
         if shifted:
             q, k, v = (jnp.roll(t, (-sh, -sw), axis=(1, 2)) for t in (q, k, v))
         hd = c // self.heads
-        split = lambda t: to_windows(t, hs, ws).reshape(b, -1, hs * ws, self.heads, hd)
-        qw, kw, vw = split(q * (hd ** -0.5)), split(k), split(v)
-        logits = jnp.einsum('bwihd,bwjhd->bwhij', qw, kw, preferred_element_type=jnp.float32)
+        # Heads before tokens in one transpose, so both matmuls see (B, nW, heads) as leading batch
+        # dimensions and XLA needs no further layout copies.
+        qw, kw, vw = (to_head_windows(t, hs, ws, self.heads) for t in (q * (hd ** -0.5), k, v))
+        logits = jnp.einsum('bwhid,bwhjd->bwhij', qw, kw, preferred_element_type=jnp.float32)
         logits = logits + self.position_bias()
         if shifted:
             logits = logits + jnp.asarray(shift_mask(hp, wp, hs, ws, sh, sw))[None, :, None]
         # exp(logits - max)·v, then divide by the row sums: one pass fewer than softmax-then-matmul.
         weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-        out = jnp.einsum('bwhij,bwjhd->bwihd', weights.astype(vw.dtype), vw,
+        out = jnp.einsum('bwhij,bwhjd->bwhid', weights.astype(vw.dtype), vw,
                          preferred_element_type=jnp.float32)
-        out = out / jnp.sum(weights, axis=-1).transpose(0, 1, 3, 2)[..., None]
-        out = from_windows(out.reshape(b, -1, hs * ws, c).astype(q.dtype), hp, wp, hs, ws)
+        out = out / jnp.sum(weights, axis=-1, keepdims=True)
+        out = from_head_windows(out.astype(q.dtype), hp, wp, hs, ws)
         if shifted:
             out = jnp.roll(out, (sh, sw), axis=(1, 2))
         return out
