@@ -62,29 +62,36 @@ def runs_of(workdir: Path, sweep: Sweep) -> list[Run]:
     return out
 
 
-def rescale_steps(config: ml_collections.ConfigDict, steps: int) -> None:
+def rescale_steps(config: ml_collections.ConfigDict, steps: int, keep: frozenset[str] = frozenset()) -> None:
     """Shortens (or lengthens) the recipe to `steps`: warmup, milestones and decay scale with it,
-    validation runs once at the end, checkpoints every quarter, logs ten times."""
+    validation runs once at the end, checkpoints every quarter, logs ten times. Fields named in
+    `keep` (set explicitly by the study) are left alone."""
     if steps < 1:
         raise SweepError(f"--steps {steps}: must be ≥ 1")
     ratio = steps / config.total_steps
-    config.total_steps = steps
-    config.optim.warmup_steps = round(config.optim.warmup_steps * ratio)
-    config.optim.milestones = tuple(round(m * ratio) for m in config.optim.milestones)
-    if config.optim.decay_steps:
-        config.optim.decay_steps = max(round(config.optim.decay_steps * ratio), 1)
-    config.eval.every = steps
-    config.checkpoint.every = max(steps // 4, 1)
-    config.log_every = max(min(config.log_every, steps // 10), 1)
+    new = {"total_steps": steps,
+           "optim.warmup_steps": round(config.optim.warmup_steps * ratio),
+           "optim.milestones": tuple(round(m * ratio) for m in config.optim.milestones),
+           "optim.decay_steps": max(round(config.optim.decay_steps * ratio), 1) if config.optim.decay_steps else 0,
+           "eval.every": steps, "checkpoint.every": max(steps // 4, 1),
+           "log_every": max(min(config.log_every, steps // 10), 1)}
+    for key, value in new.items():
+        if key not in keep:
+            *parents, leaf = key.split(".")
+            target = config
+            for p in parents:
+                target = target[p]
+            target[leaf] = value
 
 
 def run_config(spec: dict[str, Any], run: Run) -> ml_collections.ConfigDict:
     """The training config of one run: the file, the fixed overrides, the setting, seed, steps, data."""
     fixed = [tuple(s.split("=", 1)) for s in spec["set"]]
-    config = load_config(spec["config"], [*fixed, *run.setting.overrides])
+    overrides = [*fixed, *run.setting.overrides]
+    config = load_config(spec["config"], overrides)
     config.seed = int(config.seed) + run.seed
     if spec["steps"]:
-        rescale_steps(config, int(spec["steps"]))
+        rescale_steps(config, int(spec["steps"]), frozenset(k for k, _ in overrides))
     if spec["data"]:
         config.eval.dirs = tuple(spec["data"])
     if config.eval.every <= 0 or config.total_steps % config.eval.every:
