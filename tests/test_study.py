@@ -92,7 +92,24 @@ def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
     return spec, sweep
 
 
-def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, monkeypatch):
+@pytest.fixture()
+def compilation_cache():
+    """The persistent compilation cache test_train uses (the same micro network: its programs are
+    shared); the previous settings are put back for the other test modules."""
+    import tempfile
+    from jax.experimental.compilation_cache import compilation_cache as cc
+    old = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
+                                               "jax_persistent_cache_min_compile_time_secs")}
+    jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "lsm_jax_test_xla_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    cc.reset_cache()
+    yield
+    for key, value in old.items():
+        jax.config.update(key, value)
+    cc.reset_cache()
+
+
+def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilation_cache):
     from lsm_jax.training import loop
     spec, sweep = _micro_study(tmp_path)
     study = tmp_path / "study"
@@ -141,10 +158,25 @@ def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, monkeypa
     line = next(ln for ln in csv_text.splitlines() if ln.startswith(best["label"]))
     assert line.endswith(",2,1") and f"{best['stats']['bench/psnr'][0]:.6g}" in line
 
-    lines = eigen.make_figures(runs[0].directory, out=tmp_path / "fig", image=str(tmp_path / "bench/img0.png"))
-    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
-        "eigen_effective.png", "eigen_hist.png", "eigen_memory.png", "eigen_plane.png"]
-    assert len(lines) == 4
+
+
+def test_figures_from_eigenvalues_and_captured_states(tmp_path):
+    from lsm_jax.studies import states
+    cfg = micro_net()
+    rng = np.random.default_rng(0)
+    lams = {f"layers/{g}/blocks/1": 0.95 * np.exp(1j * rng.uniform(0, 6, 4)) for g in range(2)}
+    panels = [("initial", lams), ("trained", {k: v * 0.99 for k, v in lams.items()})]
+    category = np.array([[2, 0, 1, 0, 2, 1]])
+    block = dict(category=category, sort_idx=np.argsort(category, kind="stable"),
+                 lru_states=np.array([[[1.0, 2.0]] * 2 + [[0.8, 1.0], [0.3, 0.2]] + [[0.1, 0.1]] * 2]),
+                 lru_lambda_eff=rng.uniform(0, 1, (1, 6, 2)))
+    data = states.sorted_states(block)
+    assert data["categories"].tolist() == [0, 0, 1, 1, 2, 2] and data["boundaries"].tolist() == [2, 4]
+    assert states.carry_lengths(data["modulus"], data["boundaries"]).tolist() == [1, 0]
+    written = [eigen.plot_plane(panels, cfg, tmp_path / "a.png"), eigen.plot_hist(panels, cfg, tmp_path / "b.png"),
+               eigen.plot_memory(panels, (2, 3), "img", tmp_path / "c.png"),
+               eigen.plot_effective([block, block], list(lams), "img", tmp_path / "d.png")]
+    assert all(p.stat().st_size > 1000 for p in written)
 
 
 # ---------------------------------------------------------------------------------------------
