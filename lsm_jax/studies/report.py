@@ -15,10 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import numpy as np
 
-from lsm_jax.studies.runner import RESULT_FILE, STUDY_FILE, runs_of, write_json  # noqa: F401
+from lsm_jax.studies.runner import RESULT_FILE, STUDY_FILE, runs_of
 from lsm_jax.studies.sweep import Sweep
+
+log = logging.getLogger("lsm_jax.study")
 
 
 def load_study(workdir: str | os.PathLike) -> tuple[dict[str, Any], Sweep]:
@@ -142,5 +146,8 @@ def write_report(workdir: str | os.PathLike, out: str | os.PathLike | None = Non
                 seed = row["results"][0]["seed"]
                 run_dir = Path(workdir).absolute() / "runs" / row["label"] / f"seed{seed}"
                 for line in eigen.make_figures(run_dir, out=out / "eigen" / row["label"]):
-                    paths.append(Path(line.split(" ", 1)[-1]) if line.startswith("wrote ") else out)
-    return [p for p in paths if p != out]
+                    if line.startswith("wrote "):
+                        paths.append(Path(line.split(" ", 1)[1]))
+                    else:
+                        log.info("%s: %s", row["label"], line)
+    return paths

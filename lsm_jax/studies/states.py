@@ -64,7 +64,7 @@ def make_figures(checkpoint: str | os.PathLike, image: str, block: int = 0,
     plt = _plt()
     label = block_label(names[block])
 
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     mod = data["modulus"]
     for n in range(mod.shape[1]):
         ax.plot(mod[:, n], lw=0.4, alpha=0.35, color=f"C{n % 10}")
@@ -74,8 +74,8 @@ def make_figures(checkpoint: str | os.PathLike, image: str, block: int = 0,
     carry = carry_lengths(mod, data["boundaries"])
     median = f"; median carry past a boundary {int(np.median(carry))} tokens" if carry.size else ""
     ax.set(xlabel="position in the sorted sequence", ylabel="|h|", yscale="log",
-           title=f"{label}: |h| along the sorted tokens of {name} ({h}×{w}); "
-                 f"{len(data['boundaries']) + 1} categories (red){median}")
+           title=f"{label}: |h| along the sorted tokens of {name} ({h}×{w})\n"
+                 f"{len(data['boundaries']) + 1} categories (boundaries red){median}")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     p1 = out / "states_sequence.png"
