@@ -277,3 +277,13 @@ def test_gamma_modes_and_bounded_sqrt():
     assert float(grad(0.25)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="lru_gamma"):
         LRUCore(8, 4, gamma="nope", rngs=nnx.Rngs(1))
+
+
+def test_command_line_typo_is_one_line_naming_the_flag(tmp_path, capsys):
+    from lsm_jax.studies.cli import main
+    code = main(["--config", TINY, "--workdir", str(tmp_path / "s"), "--sweep", "model.rmin=0.4,0.9",
+                 "--sweep", "model.max_phse=1.571"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[0].startswith("lsm_jax.study run: error: --sweep model.max_phse=1.571: no such config "
+                                           "field") and "max_phase" in err[0]
+    assert not (tmp_path / "s").exists()
