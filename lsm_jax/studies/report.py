@@ -79,7 +79,19 @@ def collect(workdir: str | os.PathLike) -> dict[str, Any]:
     if datasets:
         scored = [r for r in table if math.isfinite(r["stats"][f"{datasets[0]}/psnr"][0])]
         best = max(scored, key=lambda r: r["stats"][f"{datasets[0]}/psnr"][0])["label"] if scored else None
+    for row in table:  # the same seed means the same data order and the same draws for the other weights
+        row["paired"] = _paired(row, next((r for r in table if r["label"] == best), None), datasets)
     return dict(spec=spec, keys=sweep.swept_keys(), datasets=datasets, rows=table, best=best)
+
+
+def _paired(row: dict, best: dict | None, datasets: list[str]) -> tuple[float, float]:
+    """Mean ± std over the seeds both rows have of (this row's PSNR − the best row's), first dataset."""
+    if best is None or not datasets:
+        return math.nan, math.nan
+    key = f"{datasets[0]}/psnr"
+    mine = {r["seed"]: r["metrics"].get(key) for r in row["results"]}
+    theirs = {r["seed"]: r["metrics"].get(key) for r in best["results"]}
+    return _mean_std([mine[s] - theirs[s] for s in mine if s in theirs and None not in (mine[s], theirs[s])])
 
 
 def _pm(stat: tuple[float, float], digits: int) -> str:
@@ -93,20 +105,24 @@ def markdown(data: dict[str, Any]) -> str:
     """The table in Markdown, best row marked with ★."""
     keys, datasets = data["keys"], data["datasets"]
     head = [k for k in keys] + [f"{d} PSNR (dB)" for d in datasets] + [f"{d} SSIM" for d in datasets] + \
-        ["final loss", "seeds", ""]
+        ["final loss"] + ([f"Δ {datasets[0]} PSNR vs ★, paired by seed"] if datasets else []) + ["seeds", ""]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in data["rows"]:
         cells = [row["values"].get(k, "") for k in keys]
         cells += [_pm(row["stats"][f"{d}/psnr"], 2) for d in datasets]
         cells += [_pm(row["stats"][f"{d}/ssim"], 4) for d in datasets]
-        cells += [_pm(row["stats"]["final_loss"], 4), f"{row['n']}" + (f" ({row['missing']} to run)" if row["missing"]
+        cells += [_pm(row["stats"]["final_loss"], 4)]
+        cells += [_pm(row["paired"], 2) if row["label"] != data["best"] else "–"] if datasets else []
+        cells += [f"{row['n']}" + (f" ({row['missing']} to run)" if row["missing"]
                                                                        else "") +
                   (f" ({row['failed']} non-finite)" if row["failed"] else ""),
                   "★ best" if row["label"] == data["best"] else ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     spec = data["spec"]
     note = (f"\nMean ± sample std over seeds; PSNR/SSIM on the Y channel, crop border = scale (SR protocol), "
-            f"by each run's own final validation of its EMA weights. Config `{spec['config']}`"
+            f"by each run's own final validation of its exported weights (the EMA; the final weights at "
+            f"ema_decay 0). Δ: the mean ± std over seeds of the per-seed difference to the best row (a seed "
+            f"fixes the data order and the other weights' initial draws). Config `{spec['config']}`"
             + (f", {spec['steps']} steps" if spec.get("steps") else "")
             + (f", fixed {', '.join(spec['set'])}" if spec.get("set") else "") + ".\n")
     return "\n".join(lines) + "\n" + note
@@ -117,9 +133,11 @@ def csv_text(data: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     metrics = [f"{d}/{m}" for d in data["datasets"] for m in ("psnr", "ssim")] + ["final_loss"]
-    w.writerow(["label", *data["keys"], *[f"{m}_{s}" for m in metrics for s in ("mean", "std")], "seeds", "best"])
+    w.writerow(["label", *data["keys"], *[f"{m}_{s}" for m in metrics for s in ("mean", "std")],
+                "delta_psnr_vs_best_mean", "delta_psnr_vs_best_std", "seeds", "best"])
     for row in data["rows"]:
-        stats = [f"{v:.6g}" if math.isfinite(v) else "" for m in metrics for v in row["stats"][m]]
+        stats = [f"{v:.6g}" if math.isfinite(v) else "" for m in metrics for v in (*row["stats"][m],)]
+        stats += [f"{v:.6g}" if math.isfinite(v) else "" for v in row["paired"]]
         w.writerow([row["label"], *[row["values"].get(k, "") for k in data["keys"]], *stats, row["n"],
                     int(row["label"] == data["best"])])
     return buf.getvalue()
