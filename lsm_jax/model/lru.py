@@ -16,6 +16,27 @@ from flax import nnx
 from lsm_jax.model.layers import param
 from lsm_jax.scan import linear_recurrence
 
+# How the LRU normalises its input B·u by γ (`config.model.lru_gamma`):
+#   'learned'     γ = exp(γ_log), a parameter initialised to sqrt(1 − |λ|²) (the reference, default);
+#   'from_lambda' γ = sqrt(1 − |λ|²) of the current λ, through `sqrt_bounded_grad` so that the
+#                 gradient stays finite as |λ| is trained towards 1 (γ_log is then unused);
+#   'off'         γ = 1 (γ_log unused).
+GAMMA_MODES = ("learned", "from_lambda", "off")
+MAX_SQRT_GRAD = 1000.0
+
+
+@jax.custom_jvp
+def sqrt_bounded_grad(x: jax.Array) -> jax.Array:
+    """sqrt(x) whose derivative is capped at MAX_SQRT_GRAD (it is 1/(2·sqrt(x)), unbounded at 0)."""
+    return jnp.sqrt(x)
+
+
+@sqrt_bounded_grad.defjvp
+def _sqrt_bounded_grad_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    floor = 1.0 / (4.0 * MAX_SQRT_GRAD ** 2)   # below it, 1/(2·sqrt(x)) would exceed the cap
+    return jnp.sqrt(x), dx / (2.0 * jnp.sqrt(jnp.maximum(x, floor)))
+
 
 def init_lru_parameters(key: jax.Array, n: int, rmin: float, rmax: float, max_phase: float):
     """Ring initialisation: |λ|² uniform on [rmin², rmax²], phase uniform on [0, max_phase)."""
@@ -32,7 +53,10 @@ class LRUCore(nnx.Module):
     """The LRU of a CML block (`lru.lru_core`) with category-modulated λ, B·u and C·h (spec §5)."""
 
     def __init__(self, dim: int, d_state: int, *, rmin: float = 0.9, rmax: float = 0.99,
-                 max_phase: float = 6.283, rngs: nnx.Rngs):
+                 max_phase: float = 6.283, gamma: str = "learned", rngs: nnx.Rngs):
+        if gamma not in GAMMA_MODES:
+            raise ValueError(f"lru_gamma must be one of {GAMMA_MODES}, got {gamma!r}")
+        self.gamma_mode = gamma
         nu_log, theta_log, gamma_log = init_lru_parameters(rngs.params(), d_state, rmin, rmax, max_phase)
         self.nu_log = param(nu_log, ('state',))
         self.theta_log = param(theta_log, ('state',))
@@ -50,13 +74,21 @@ class LRUCore(nnx.Module):
         phase = jnp.exp(self.theta_log[...])
         return jax.lax.complex(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
 
+    def input_gamma(self) -> jax.Array:
+        """γ (N,) float32, the normalisation of B·u, as `gamma_mode` says (see GAMMA_MODES)."""
+        if self.gamma_mode == "learned":
+            return jnp.exp(self.gamma_log[...])
+        if self.gamma_mode == "from_lambda":
+            return sqrt_bounded_grad(1.0 - jnp.exp(-2.0 * jnp.exp(self.nu_log[...])))
+        return jnp.ones(self.gamma_log.shape, jnp.float32)
+
     def __call__(self, us: jax.Array, mk_a: jax.Array, mk_b: jax.Array, mk_cre: jax.Array,
                  mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, scan,
                  debug: dict | None = None) -> jax.Array:
         """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C). `scan`: a
         `lsm_jax.scan.config.ScanSpec` (strategy and options of the recurrence)."""
         us32 = us.astype(jnp.float32)
-        gamma = jnp.exp(self.gamma_log[...])
+        gamma = self.input_gamma()
         bu_re = jnp.dot(us32, (gamma[:, None] * self.B_re[...]).T)       # (B, L, N)
         bu_im = jnp.dot(us32, (gamma[:, None] * self.B_im[...]).T)
         x_re, x_im = mk_b * bu_re, mk_b * bu_im

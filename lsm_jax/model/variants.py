@@ -31,6 +31,7 @@ def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
             rmin=0.9,
             rmax=0.99,
             max_phase=6.283,
+            lru_gamma="learned",   # γ of B·u: 'learned' (reference) | 'from_lambda' | 'off' (lsm_jax.model.lru)
             drop_path_rate=0.1,
             # Semantics: a preset name, plus optional per-switch overrides (None = from the preset).
             semantics="paper",

@@ -57,7 +57,10 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
         name="adamw", lr=2e-4, b1=0.9, b2=0.9, eps=1e-8, weight_decay=0.0,
         schedule="warmup_multistep", warmup_steps=0, milestones=list(SCRATCH_MILESTONES), gamma=0.5,
         decay_steps=0, final_lr_ratio=0.0,   # warmup_cosine only
-        grad_clip_norm=0.0))                 # 0: no clipping (as the authors)
+        grad_clip_norm=0.0,                  # 0: no clipping (as the authors)
+        # LRU ablations (LRU paper): ν, θ, γ learn at lr × lru_lr_factor with no weight decay;
+        # freeze: parameter names kept at their initial values (nu, theta, gamma, or any leaf name).
+        lru_lr_factor=1.0, freeze=()))
     # Finetuning: a model checkpoint or a training workdir (its export/best); strict loading
     # requires every tensor to match, non-strict re-initialises mismatched ones and reports them.
     c.init_from = ""

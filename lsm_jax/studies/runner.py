@@ -1,0 +1,194 @@
+"""Runs a study: every (setting, seed) is an ordinary training workdir under `<study>/runs/`.
+
+    <study>/study.json                        the study's definition (config, axes, seeds, steps, data)
+    <study>/runs/<label>/seed<k>/             a training workdir (checkpoints/, export/, metrics.jsonl)
+    <study>/runs/<label>/seed<k>/run.json     what the run is (overrides, seed)
+    <study>/runs/<label>/seed<k>/result.json  written once the run is finished and scored
+
+A run with a result.json is skipped; one without resumes from its latest checkpoint, so a killed
+study restarts where it stopped. With `--run-index i --num-runs n` (or LSM_STUDY_RUN_INDEX /
+LSM_STUDY_NUM_RUNS, or a SLURM job array) a process runs every n-th run, starting at i.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import ml_collections
+
+from lsm_jax.studies.sweep import Setting, Sweep, SweepError, load_config
+
+log = logging.getLogger("lsm_jax.study")
+
+RESULT_FILE = "result.json"
+RUN_FILE = "run.json"
+STUDY_FILE = "study.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a study."""
+    index: int
+    setting: Setting
+    seed: int            # 0 .. seeds-1; the config's seed is offset by it
+    directory: Path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Writes JSON to a temporary name, then renames it into place (never half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def study_spec(config_arg: str, sweep: Sweep, fixed: list[tuple[str, str]], steps: int | None,
+               data: list[str]) -> dict[str, Any]:
+    """The definition stored in study.json (what makes two invocations the same study)."""
+    return dict(config=config_arg, **sweep.to_json(), set=[f"{k}={v}" for k, v in fixed], steps=steps, data=data)
+
+
+def runs_of(workdir: Path, sweep: Sweep) -> list[Run]:
+    """Every run of the study, settings outermost, seeds innermost."""
+    out = []
+    for setting in sweep.settings():
+        for seed in range(sweep.seeds):
+            out.append(Run(len(out), setting, seed, workdir / "runs" / setting.label / f"seed{seed}"))
+    return out
+
+
+def rescale_steps(config: ml_collections.ConfigDict, steps: int, keep: frozenset[str] = frozenset()) -> None:
+    """Shortens (or lengthens) the recipe to `steps`: warmup, milestones and decay scale with it,
+    validation runs once at the end, checkpoints every quarter, logs ten times. Fields named in
+    `keep` (set explicitly by the study) are left alone."""
+    if steps < 1:
+        raise SweepError(f"--steps {steps}: must be ≥ 1")
+    ratio = steps / config.total_steps
+    new = {"total_steps": steps,
+           "optim.warmup_steps": round(config.optim.warmup_steps * ratio),
+           "optim.milestones": tuple(round(m * ratio) for m in config.optim.milestones),
+           "optim.decay_steps": max(round(config.optim.decay_steps * ratio), 1) if config.optim.decay_steps else 0,
+           "eval.every": steps, "checkpoint.every": max(steps // 4, 1),
+           "log_every": max(min(config.log_every, steps // 10), 1)}
+    for key, value in new.items():
+        if key not in keep:
+            *parents, leaf = key.split(".")
+            target = config
+            for p in parents:
+                target = target[p]
+            target[leaf] = value
+
+
+def run_config(spec: dict[str, Any], run: Run) -> ml_collections.ConfigDict:
+    """The training config of one run: the file, the fixed overrides, the setting, seed, steps, data."""
+    fixed = [tuple(s.split("=", 1)) for s in spec["set"]]
+    overrides = [*fixed, *run.setting.overrides]
+    config = load_config(spec["config"], overrides)
+    config.seed = int(config.seed) + run.seed
+    if spec["steps"]:
+        rescale_steps(config, int(spec["steps"]), frozenset(k for k, _ in overrides))
+    if spec["data"]:
+        config.eval.dirs = tuple(spec["data"])
+    if config.eval.every <= 0 or config.total_steps % config.eval.every:
+        config.eval.every = config.total_steps   # the study scores the final weights
+    config.progress_bar = False
+    return config
+
+
+def select_runs(runs: list[Run], run_index: int | None, num_runs: int | None) -> list[Run]:
+    """This process's share: runs i, i+n, i+2n, ... (from the flags, else the environment)."""
+    env = os.environ
+    if run_index is None:
+        run_index = int(env.get("LSM_STUDY_RUN_INDEX", env.get("SLURM_ARRAY_TASK_ID", 0)))
+    if num_runs is None:
+        num_runs = int(env.get("LSM_STUDY_NUM_RUNS", env.get("SLURM_ARRAY_TASK_COUNT", 1)))
+    if num_runs < 1 or not 0 <= run_index < num_runs:
+        raise SweepError(f"--run-index {run_index} --num-runs {num_runs}: need 0 ≤ index < num-runs")
+    return [r for r in runs if r.index % num_runs == run_index]
+
+
+def final_loss(run_dir: Path) -> float:
+    """The last logged training loss (the mean over the last `log_every` steps)."""
+    from lsm_jax.training.reporting import read_history
+    losses = [r["train/loss"] for r in read_history(run_dir) if r.get("train/loss") is not None]
+    return float(losses[-1]) if losses else math.nan
+
+
+def score_run(run: Run, config: ml_collections.ConfigDict, summary: dict | None) -> dict[str, Any]:
+    """The run's result from its own final validation (export/latest/train_info.json)."""
+    from lsm_jax.training.checkpointing import read_export_info
+    info = read_export_info(run.directory / "export" / "latest") or {}
+    if info.get("step") != config.total_steps:
+        raise RuntimeError(f"{run.directory}: export/latest is from step {info.get('step')}, "
+                           f"not the final step {config.total_steps}")
+    metrics = {k: v for k, v in info.items() if "/" in k}
+    out = dict(label=run.setting.label, overrides=dict(run.setting.overrides), seed=run.seed,
+               config_seed=int(config.seed), status="done", step=info["step"], metrics=metrics,
+               final_loss=final_loss(run.directory))
+    if summary and summary["final_step"] > summary["start_step"]:
+        out.update(train_s=round(summary["train_s"], 2), compile_s=round(summary["compile_s"], 2),
+                   step_s=round(summary["step_s"], 4), resumed_from=summary["start_step"])
+    return out
+
+
+def enable_compilation_cache(workdir: Path) -> None:
+    """Runs of a study share programs (same shapes): JAX's persistent cache compiles each once."""
+    import jax
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(workdir / ".xla_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def run_study(spec: dict[str, Any], sweep: Sweep, workdir: str | os.PathLike, *, run_index: int | None = None,
+              num_runs: int | None = None, train: Callable | None = None) -> dict[str, Any]:
+    """Runs this process's share of the study; returns {'done', 'skipped', 'failed', 'stopped'} counts.
+
+    `train(config, workdir) -> summary` defaults to `lsm_jax.training.loop.train_and_evaluate`.
+    """
+    from lsm_jax.training import loop
+    train = train or loop.train_and_evaluate
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stored = workdir / STUDY_FILE
+    if stored.is_file():
+        old = json.loads(stored.read_text())
+        if old != spec:
+            diff = ", ".join(f"{k}: {old.get(k)!r} there, {spec[k]!r} here" for k in spec if old.get(k) != spec[k])
+            raise SweepError(f"--workdir {workdir}: holds a different study ({diff}); use another --workdir")
+    else:
+        write_json(stored, spec)
+    enable_compilation_cache(workdir)
+    runs = select_runs(runs_of(workdir, sweep), run_index, num_runs)
+    counts = dict(done=0, skipped=0, failed=0, stopped=False)
+    for n, run in enumerate(runs, 1):
+        if (run.directory / RESULT_FILE).is_file():
+            counts["skipped"] += 1
+            continue
+        config = run_config(spec, run)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        write_json(run.directory / RUN_FILE, dict(label=run.setting.label, overrides=dict(run.setting.overrides),
+                                                 seed=run.seed, config_seed=int(config.seed)))
+        log.info("run %d/%d: %s seed %d -> %s", n, len(runs), run.setting.label, run.seed, run.directory)
+        try:
+            summary = train(config, run.directory)
+        except loop.NonFiniteLossError as err:
+            write_json(run.directory / RESULT_FILE, dict(label=run.setting.label, seed=run.seed,
+                                                         overrides=dict(run.setting.overrides),
+                                                         status="non-finite", error=str(err), metrics={}))
+            counts["failed"] += 1
+            continue
+        if summary.get("preempted"):
+            counts["stopped"] = True
+            log.info("stopped; run the same command to resume")
+            break
+        result = score_run(run, config, summary)
+        write_json(run.directory / RESULT_FILE, result)
+        log.info("run %s seed %d: %s, final loss %.4g", run.setting.label, run.seed,
+                 ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()), result["final_loss"])
+        counts["done"] += 1
+    return counts

@@ -1,0 +1,286 @@
+"""The study lab: sweep grammar, a resumable 2 × 2 study whose report equals the runs' own
+evaluation, eigenvalue extraction, LRU parameter groups / freezing, and the knobs' defaults."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from lsm_jax.model.lru import LRUCore, sqrt_bounded_grad
+from lsm_jax.studies import eigen, report, runner
+from lsm_jax.studies.sweep import Sweep, SweepError, load_config, split_values, validate
+from lsm_jax.training.optimizer import make_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = f"{REPO}/configs/lsm_light.py:tiny"
+MICRO = dict(embed_dim=32, depth=(2,), num_heads=(2,), num_tokens=8, d_state=2, split_size=(4, 4),
+             scan_impl="sequential")
+
+
+def micro_net(**fields):
+    cfg = load_config(TINY).model
+    cfg.update(MICRO, **fields)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep grammar.
+
+
+def test_grid_zip_and_typed_values():
+    sweep = Sweep.parse(["model.rmin=0.4,0.9", "model.semantics=paper,reference"],
+                        ["model.rmax=0.9,0.99", "model.max_phase=6.283,1.571"], seeds=2)
+    settings = sweep.settings()
+    assert len(settings) == 2 * 2 * 2
+    assert settings[0].overrides == (("model.rmin", "0.4"), ("model.semantics", "paper"),
+                                     ("model.rmax", "0.9"), ("model.max_phase", "6.283"))
+    assert settings[-1].label == "rmin=0.9,semantics=reference,rmax=0.99,max_phase=1.571"
+    assert len({s.label for s in settings}) == len(settings)
+    assert split_values("(2, 2),(4, 4),'a,b'") == ["(2, 2)", "(4, 4)", "'a,b'"]
+    config = load_config(TINY, [("model.rmin", "0.4"), ("model.depth", "(3, 3)"), ("model.semantics", "reference"),
+                                ("optim.freeze", "('nu', 'theta')"), ("ema_decay", "0")])
+    assert config.model.rmin == 0.4 and isinstance(config.model.rmin, float)
+    assert config.model.depth == (3, 3) and config.model.semantics == "reference"
+    assert config.optim.freeze == ("nu", "theta") and config.ema_decay == 0.0
+
+
+@pytest.mark.parametrize("sweeps, zips, message", [
+    (["model.rmni=0.4,0.9"], [], "--sweep model.rmni=0.4: no such config field"),
+    (["model.rmin=0.4,abc"], [], "--sweep model.rmin=abc:"),
+    ([], ["model.rmin=0.4,0.9", "model.rmax=0.9"], "--zip: the zipped fields need the same number of values"),
+    (["model.rmin"], [], "--sweep model.rmin: expected KEY=V1,V2"),
+    (["model.rmin=0.4,0.4"], [], "--sweep model.rmin=0.4,0.4: repeated value"),
+    (["model.rmin=0.4", "model.rmin=0.9"], [], "--sweep/--zip model.rmin: the field is swept twice"),
+])
+def test_bad_flags_are_one_line_errors_naming_the_flag(sweeps, zips, message):
+    with pytest.raises(SweepError) as err:
+        validate(TINY, Sweep.parse(sweeps, zips, seeds=1))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# A 2-setting × 2-seed study: runs, resumes after a kill, reports the runs' own numbers.
+
+
+def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
+    """A config file for the micro network and a 2-image benchmark folder (LR made on the fly)."""
+    from PIL import Image
+    data = tmp_path / "bench"
+    data.mkdir()
+    hr = np.asarray(Image.open(REPO / "data/Set5/HR/baby.png").convert("RGB"))
+    for i, (top, left) in enumerate([(100, 100), (200, 150)]):
+        Image.fromarray(hr[top:top + 24, left:left + 24]).save(data / f"img{i}.png")
+    conf = tmp_path / "micro.py"
+    fields = ", ".join(f"{k}={v!r}" for k, v in MICRO.items())
+    conf.write_text(f"from lsm_jax.studies.sweep import load_config_file\n"
+                    f"def get_config(arg=''):\n"
+                    f"    c = load_config_file({str(REPO / 'configs/lsm_light.py')!r}, 'tiny')\n"
+                    f"    c.model.update(dict({fields}))\n"
+                    f"    c.patch_size, c.batch_size, c.data.read_threads = 8, 8, 1\n"
+                    f"    c.eval.num_images = 0\n"
+                    f"    return c\n")
+    sweep = Sweep.parse(["model.rmin=0.4,0.9"], [], seeds=2)
+    spec = runner.study_spec(f"{conf}:", sweep, [("checkpoint.every", "2")], 4, [str(data)])
+    return spec, sweep
+
+
+@pytest.fixture()
+def compilation_cache():
+    """The persistent compilation cache test_train uses (the same micro network: its programs are
+    shared); the previous settings are put back for the other test modules."""
+    import tempfile
+    from jax.experimental.compilation_cache import compilation_cache as cc
+    old = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
+                                               "jax_persistent_cache_min_compile_time_secs")}
+    jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "lsm_jax_test_xla_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    cc.reset_cache()
+    yield
+    for key, value in old.items():
+        jax.config.update(key, value)
+    cc.reset_cache()
+
+
+def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilation_cache):
+    from lsm_jax.training import loop
+    spec, sweep = _micro_study(tmp_path)
+    study = tmp_path / "study"
+    real = loop.train_and_evaluate
+    calls = []
+
+    def killed_in_run_1(config, workdir):
+        calls.append(Path(workdir))
+        if len(calls) == 2:  # the second run dies after its step-2 checkpoint
+            short = config.copy_and_resolve_references()
+            short.total_steps = 2
+            real(short, workdir)
+            raise KeyboardInterrupt
+        return real(config, workdir)
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(spec, sweep, study, train=killed_in_run_1)
+    runs = runner.runs_of(study.absolute(), sweep)
+    assert [(r.directory / runner.RESULT_FILE).is_file() for r in runs] == [True, False, False, False]
+
+    summaries = []
+    counts = runner.run_study(spec, sweep, study, train=lambda c, w: summaries.append(real(c, w)) or summaries[-1])
+    assert counts == dict(done=3, skipped=1, failed=0, stopped=False)
+    assert [s["start_step"] for s in summaries] == [2, 0, 0]   # the killed run resumed at its checkpoint
+    assert all(s["final_step"] == 4 for s in summaries)
+
+    data = report.collect(study)
+    assert data["datasets"] == ["bench"] and [r["n"] for r in data["rows"]] == [2, 2]
+    own_psnr = {r.directory: json.loads((r.directory / "export/latest/train_info.json").read_text())["bench/psnr"]
+                for r in runs}
+    for row, setting in zip(data["rows"], sweep.settings()):
+        own = [json.loads((r.directory / "export/latest/train_info.json").read_text()) for r in runs
+               if r.setting == setting]
+        assert all(o["step"] == 4 for o in own)
+        psnr = [o["bench/psnr"] for o in own]
+        assert row["stats"]["bench/psnr"][0] == pytest.approx(np.mean(psnr), abs=1e-12)
+        assert row["stats"]["bench/psnr"][1] == pytest.approx(np.std(psnr, ddof=1), abs=1e-12)
+    result = json.loads((runs[1].directory / runner.RESULT_FILE).read_text())
+    assert result["resumed_from"] == 2 and result["metrics"]["bench/psnr"] == own_psnr[runs[1].directory]
+    paths = report.write_report(study, plots=False)
+    md, csv_text = paths[0].read_text(), paths[1].read_text()
+    best = max(data["rows"], key=lambda r: r["stats"]["bench/psnr"][0])
+    assert f"{best['stats']['bench/psnr'][0]:.2f} ± " in md and md.count("★ best") == 1
+    line = next(ln for ln in csv_text.splitlines() if ln.startswith(best["label"]))
+    assert line.endswith(",2,1") and f"{best['stats']['bench/psnr'][0]:.6g}" in line
+
+
+def test_figures_from_eigenvalues_and_captured_states(tmp_path):
+    from lsm_jax.studies import states
+    cfg = micro_net()
+    rng = np.random.default_rng(0)
+    lams = {f"layers/{g}/blocks/1": 0.95 * np.exp(1j * rng.uniform(0, 6, 4)) for g in range(2)}
+    panels = [("initial", lams), ("trained", {k: v * 0.99 for k, v in lams.items()})]
+    category = np.array([[2, 0, 1, 0, 2, 1]])
+    block = dict(category=category, sort_idx=np.argsort(category, kind="stable"),
+                 lru_states=np.array([[[1.0, 2.0]] * 2 + [[0.8, 1.0], [0.3, 0.2]] + [[0.1, 0.1]] * 2]),
+                 lru_lambda_eff=rng.uniform(0, 1, (1, 6, 2)))
+    data = states.sorted_states(block)
+    assert data["categories"].tolist() == [0, 0, 1, 1, 2, 2] and data["boundaries"].tolist() == [2, 4]
+    assert states.carry_lengths(data["modulus"], data["boundaries"]).tolist() == [1, 0]
+    written = [eigen.plot_plane(panels, cfg, tmp_path / "a.png"), eigen.plot_hist(panels, cfg, tmp_path / "b.png"),
+               eigen.plot_memory(panels, (2, 3), "img", tmp_path / "c.png"),
+               eigen.plot_effective([block, block], list(lams), "img", tmp_path / "d.png")]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eigenvalues, parameter groups, freezing, γ.
+
+
+def _lru_tree(cores: dict) -> dict:
+    """A network-shaped parameter tree {'layers': {g: {'blocks': {j: {'lru': {'lru_core': ...}}}}}}."""
+    tree: dict = {"conv_first": {"kernel": np.zeros((3, 3))}}
+    for (g, j), core in cores.items():
+        tree.setdefault("layers", {}).setdefault(g, {"blocks": {}})["blocks"][j] = {
+            "lru": {"lru_core": nnx.to_pure_dict(nnx.state(core, nnx.Param))}, "gamma": np.ones(4)}
+    return tree
+
+
+def test_eigenvalue_extraction_equals_lrucore():
+    cores = {(g, j): LRUCore(8, 4, rmin=0.4 + 0.1 * g, max_phase=1.0 + j, rngs=nnx.Rngs(10 * g + j))
+             for g, j in [(1, 1), (0, 3), (0, 1), (1, 11)]}
+    got = eigen.lru_eigenvalues(_lru_tree(cores))
+    assert list(got) == ["layers/0/blocks/1", "layers/0/blocks/3", "layers/1/blocks/1", "layers/1/blocks/11"]
+    for name, lam in got.items():
+        g, j = int(name.split("/")[1]), int(name.split("/")[3])
+        np.testing.assert_allclose(lam, np.asarray(cores[g, j].eigenvalues()), rtol=2e-6, atol=1e-7)
+    assert eigen.NO_RECURRENCE.format(what="x").count("\n") == 0
+
+
+@pytest.fixture(scope="module")
+def params():
+    """A network-shaped tree with two LRUs: ν, θ, γ and the B, C, D projections, plus other leaves."""
+    return jax.tree.map(jnp.asarray, _lru_tree({(0, 1): LRUCore(8, 4, rngs=nnx.Rngs(0)),
+                                                (1, 1): LRUCore(8, 4, rngs=nnx.Rngs(1))}))
+
+
+def _grads(params):
+    return jax.tree.map(lambda p: jnp.full_like(p, 0.3) + 0.01 * p, params)
+
+
+def _update(tx, params):
+    """One optimizer step from a fresh state, jitted (one compile instead of one per leaf op)."""
+    return jax.jit(lambda p: tx.update(_grads(p), tx.init(p), p)[0])(params)
+
+
+def _one_update(params, optim_fields: dict):
+    config = load_config(TINY)
+    config.optim.update(optim_fields)
+    updates = _update(make_optimizer(config.optim)[0], params)
+    return params, optax.apply_updates(params, updates), updates
+
+
+def _by_name(tree):
+    return {"/".join(str(getattr(k, "key", k)) for k in path if not hasattr(k, "name")): v
+            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_default_optimizer_is_todays_adamw(params):
+    c = load_config(TINY).optim
+    _, _, updates = _one_update(params, {})
+    todays = optax.adamw(make_optimizer(c)[1], b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay)
+    expected = _update(todays, params)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fields, frozen, scaled", [
+    (dict(freeze=("nu", "theta")), {"nu_log", "theta_log"}, set()),
+    (dict(freeze=("gamma_log", "B_re")), {"gamma_log", "B_re"}, set()),
+    (dict(lru_lr_factor=0.5), set(), {"nu_log", "theta_log", "gamma_log"}),
+])
+def test_groups_and_freezing_change_exactly_the_named_parameters(params, fields, frozen, scaled):
+    params, new, updates = _one_update(params, fields)
+    _, _, plain = _one_update(params, {})
+    before, after, upd, ref = map(_by_name, (params, new, updates, plain))
+    for name in before:
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf in frozen:
+            np.testing.assert_array_equal(after[name], before[name])
+        elif leaf in scaled:
+            np.testing.assert_allclose(upd[name], 0.5 * ref[name], rtol=1e-6)
+        else:
+            assert not np.array_equal(after[name], before[name]), name
+            np.testing.assert_array_equal(upd[name], ref[name])
+
+
+def test_unknown_frozen_parameter_is_named(params):
+    with pytest.raises(ValueError, match="optim.freeze: no parameter named 'nux'"):
+        _one_update(params, dict(freeze=("nux",)))
+
+
+def test_gamma_modes_and_bounded_sqrt():
+    core = LRUCore(8, 4, rngs=nnx.Rngs(1))
+    np.testing.assert_array_equal(core.input_gamma(), jnp.exp(core.gamma_log[...]))   # today's γ
+    lam = np.abs(np.asarray(core.eigenvalues()))
+    for mode, want in [("from_lambda", np.sqrt(1 - lam ** 2)), ("off", np.ones(4))]:
+        other = LRUCore(8, 4, gamma=mode, rngs=nnx.Rngs(1))
+        np.testing.assert_allclose(other.input_gamma(), want, rtol=1e-5)
+    grad = jax.grad(sqrt_bounded_grad)
+    assert float(grad(0.0)) == pytest.approx(1000.0) and math.isfinite(float(grad(0.0)))
+    assert float(grad(0.25)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="lru_gamma"):
+        LRUCore(8, 4, gamma="nope", rngs=nnx.Rngs(1))
+
+
+def test_command_line_typo_is_one_line_naming_the_flag(tmp_path, capsys):
+    from lsm_jax.studies.cli import main
+    code = main(["--config", TINY, "--workdir", str(tmp_path / "s"), "--sweep", "model.rmin=0.4,0.9",
+                 "--sweep", "model.max_phse=1.571"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[0].startswith("lsm_jax.study run: error: --sweep model.max_phse=1.571: no such config "
+                                           "field") and "max_phase" in err[0]
+    assert not (tmp_path / "s").exists()
