@@ -67,3 +67,14 @@ def test_without_libtpu_the_command_says_how_to_get_it(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
     assert plan_cli.main(["--config", "configs/lsm_light.py:tiny", "--topology", "v5e:2x2"]) == 2
     assert "pip install -e '.[tpu]'" in capsys.readouterr().err
+
+
+def test_compiler_oom_messages_and_topology_names_are_read():
+    msg = ("RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM, the total memory required "
+           "for HLO temporaries (200.00G) exceeds available HBM (15.25G). HLO module: jit_step.")
+    assert pod_plan.parse_oom(msg) == pytest.approx((200.0, 15.25))
+    assert pod_plan.parse_oom("Used 20.50G of 15.75G hbm. Exceeded hbm capacity by 4.75G.") == \
+        pytest.approx((20.5, 15.75))
+    assert pod_plan.chips.topology_chips("v4:2x2x1") == 4 and pod_plan.chips.topology_chips("v5e:16x16") == 256
+    with pytest.raises(ValueError, match="expected '<chip>:<dims>'"):
+        pod_plan.chips.topology_chips("v5e-16")

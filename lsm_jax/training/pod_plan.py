@@ -92,11 +92,22 @@ def topology_devices(name: str) -> list:
 
 
 _GIB = 2.0**30
-_OOM = re.compile(r"requires?d?[^()]*\(([\d.]+)([KMGT])\)[^()]*exceeds available HBM \(([\d.]+)([KMGT])\)")
+# The two shapes of libtpu's compile-time out-of-memory message.
+_OOM = (re.compile(r"required[^()]*\(([\d.]+)([KMGT])\)[^()]*exceeds available HBM \(([\d.]+)([KMGT])\)"),
+        re.compile(r"Used ([\d.]+)([KMGT]) of ([\d.]+)([KMGT]) hbm"))
 
 
 def _bytes(value: str, unit: str) -> float:
-    return float(value) * 1024.0 ** "KMGT".index(unit.upper()) * 1024
+    return float(value) * 1024.0 ** ("KMGT".index(unit.upper()) + 1)
+
+
+def parse_oom(message: str) -> tuple[float, float] | None:
+    """(GiB needed, GiB available) per device from the compiler's out-of-memory message, if it has them."""
+    for pattern in _OOM:
+        m = pattern.search(message)
+        if m:
+            return _bytes(*m.group(1, 2)) / _GIB, _bytes(*m.group(3, 4)) / _GIB
+    return None
 
 
 def collectives(hlo_text: str) -> dict[str, int]:
@@ -140,13 +151,13 @@ def _compile(row: PlanRow, lowered_fn, devices: list) -> PlanRow:
     except Exception as err:  # the compiler's out-of-memory error carries its own figures
         row.compile_s = time.perf_counter() - t0
         msg = str(err)
-        m = _OOM.search(msg)
+        figures = parse_oom(msg)
         if "RESOURCE_EXHAUSTED" in msg or "out of memory" in msg.lower():
             row.status = "oom"
-            if m:
-                need, avail = _bytes(*m.group(1, 2)) / _GIB, _bytes(*m.group(3, 4)) / _GIB
-                row.total_gib, row.hbm_gib = need, avail
-                row.reason = f"out of memory: the compiler needs {need:.2f} GiB per device, {avail:.2f} GiB available"
+            if figures:
+                row.total_gib, row.hbm_gib = figures
+                row.reason = (f"out of memory: the compiler needs at least {figures[0]:.2f} GiB per device, "
+                              f"{figures[1]:.2f} GiB available")
             else:
                 row.reason = "out of memory: " + msg.splitlines()[0][:200]
         else:
