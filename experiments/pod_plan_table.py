@@ -68,15 +68,22 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=str(REPO / "experiments/results/pod_plan.csv"))
     p.add_argument("--only", type=int, default=len(CASES), help="the first N cases")
+    p.add_argument("--case", type=int, action="append", help="only these case numbers (0-based)")
     p.add_argument("--render", action="store_true")
     args = p.parse_args()
     out = Path(args.out)
     if args.render:
         rows = [pod_plan.PlanRow(**{f.name: _typed(f, r[f.name]) for f in dataclasses.fields(pod_plan.PlanRow)})
                 for r in csv.DictReader(open(out))]
+        for r in rows:  # the compiler's usable HBM (rows written before the table carried it)
+            usable = pod_plan.chips.usable_hbm_bytes(r.device_kind, max(r.devices // max(r.chips, 1), 1))
+            if r.status == "ok" and usable and r.total_gib is not None:
+                r.hbm_gib = usable / 2**30
+                r.headroom_gib = r.hbm_gib - r.total_gib
         print(plan_cli.markdown(rows))
         return 0
-    for kind, variant, topology, batch in CASES[:args.only]:
+    chosen = [CASES[i] for i in args.case] if args.case else CASES[:args.only]
+    for kind, variant, topology, batch in chosen:
         done = {(r["kind"], r["variant"], r["topology"], r["global_batch"], r["image"])
                 for r in csv.DictReader(open(out))} if out.exists() else set()  # re-read: rows may be added
         key = (kind, "lsm_s" if kind == "infer" else variant, topology, str(1 if kind == "infer" else batch),

@@ -83,19 +83,38 @@ def test_activations_carry_the_rule_tables_sharding():
 
 def test_run_logs_throughput_writes_a_profile_and_fills_the_compile_cache(tmp_path):
     cache = tmp_path / "xla_cache"
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    from jax.experimental.compilation_cache import compilation_cache as cc
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_enable_compilation_cache")
+    old = {k: getattr(jax.config, k) for k in names}
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     try:
         config = micro_config(3, **{"profile.start_step": 1, "profile.num_steps": 1, "log_every": 1,
                                     "compile_cache_dir": str(cache)})
         summary = loop.train_and_evaluate(config, tmp_path / "w")
-    finally:
-        jax.config.update("jax_compilation_cache_dir", old[0])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-        compile_cache.configure(old[0] or "")
+    finally:  # the other tests' cache settings back
+        for key, value in old.items():
+            jax.config.update(key, value)
+        cc.reset_cache()
     assert summary["flops_per_step"] > 0 and summary["perf/images_per_s_per_device"] > 0
     records = [r for r in reporting.read_history(tmp_path / "w") if "perf/step_time_s" in r]
     assert len(records) == 3 and all(r["perf/flops_per_step"] == summary["flops_per_step"] for r in records)
     assert "perf/mfu" not in records[0]  # a CPU is not in the chip table
     assert list((tmp_path / "w" / "profile").rglob("*.xplane.pb")), "no profiler trace written"
     assert any(cache.iterdir()), "the compilation cache stayed empty"
+
+
+def test_compile_cache_auto_keeps_jax_setting_else_uses_the_user_cache(tmp_path, monkeypatch):
+    from jax.experimental.compilation_cache import compilation_cache as cc
+    names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache")
+    old = {k: getattr(jax.config, k) for k in names}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "set_by_jax"))
+        assert compile_cache.configure("auto") == str(tmp_path / "set_by_jax")
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert compile_cache.configure("auto") == str(tmp_path / "user_cache" / "lsm_jax" / "jax")
+        assert compile_cache.configure("") is None and not jax.config.jax_enable_compilation_cache
+    finally:
+        for key, value in old.items():
+            jax.config.update(key, value)
+        cc.reset_cache()

@@ -56,6 +56,22 @@ CHIPS: dict[str, Chip] = {
 }
 
 
+# The HBM one device may use, as libtpu 0.0.52's compiler states it in its out-of-memory message
+# ("exceeds available HBM (15.75G)"; G = GiB), measured with `pod_plan` on v4:2x2x1, v5e:2x2,
+# v5p:2x2x1 and v6e:2x2. This, not the published capacity, decides whether a program fits.
+COMPILER_HBM_GIB_PER_DEVICE: dict[str, float] = {
+    "TPU v4": 15.25, "TPU v5 lite": 15.75, "TPU v5": 95.73, "TPU v6 lite": 31.24,
+}
+
+
+def usable_hbm_bytes(device_kind: str, devices_per_chip: int = 1) -> float | None:
+    """HBM per device the compiler allows (measured), else the published capacity's share; None if unknown."""
+    if device_kind in COMPILER_HBM_GIB_PER_DEVICE:
+        return COMPILER_HBM_GIB_PER_DEVICE[device_kind] * GiB
+    chip = chip_of(device_kind)
+    return None if chip is None else chip.per_device(devices_per_chip).hbm_bytes
+
+
 def chip_of(device_kind: str) -> Chip | None:
     """The facts for a JAX `device_kind` ('TPU v5 lite', ...), or None when unknown (CPU)."""
     return CHIPS.get(device_kind)

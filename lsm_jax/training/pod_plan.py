@@ -62,7 +62,7 @@ class PlanRow:
     alias_gib: float | None = None
     temp_gib: float | None = None
     total_gib: float | None = None     # argument + output − aliased (donated) + temporaries
-    hbm_gib: float | None = None       # the chip table's HBM per device
+    hbm_gib: float | None = None       # HBM per device the compiler allows (chips.usable_hbm_bytes)
     headroom_gib: float | None = None
     gflops_per_chip: float | None = None
     cost_model_ms: float | None = None
@@ -126,8 +126,9 @@ def _fill_from_compiled(row: PlanRow, compiled, devices: list) -> None:
     total = arg + out - alias + temp
     row.argument_gib, row.output_gib, row.alias_gib, row.temp_gib = (x / _GIB for x in (arg, out, alias, temp))
     row.total_gib = total / _GIB
-    if dev:
-        row.hbm_gib = dev.hbm_bytes / _GIB
+    usable = chips.usable_hbm_bytes(devices[0].device_kind, per_chip)
+    if usable:
+        row.hbm_gib = usable / _GIB
         row.headroom_gib = row.hbm_gib - row.total_gib
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
