@@ -37,7 +37,7 @@ def one_run(config: str, workdir: Path, cache: str) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--config", default=str(REPO / "configs/lsm_light.py") + ":tiny")
+    p.add_argument("--config", default="configs/lsm_light.py:tiny", help="relative to the repository root")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "experiments/results/compile_cache.csv"))
     args = p.parse_args()

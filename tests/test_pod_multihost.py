@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from lsm_jax.training import checkpointing
 from test_train import MICRO_OVERRIDES, REPO, subprocess_env
@@ -47,11 +48,14 @@ def _launch(n: int, workdir, data, extra: list[str], devices_per_process: int = 
 
 
 def _finish(procs, timeout: float = 300) -> list[str]:
+    deadline = time.time() + timeout
     try:
-        outs = [p.communicate(timeout=timeout)[0] for p in procs]
-    finally:
+        outs = [p.communicate(timeout=max(deadline - time.time(), 1))[0] for p in procs]
+    except subprocess.TimeoutExpired:
         for p in procs:
             p.kill()
+        tails = [p.communicate()[0][-1500:] for p in procs]
+        pytest.fail(f"timed out after {timeout} s:\n" + "\n----\n".join(tails))
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-4000:]
     return outs
