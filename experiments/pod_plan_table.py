@@ -80,7 +80,7 @@ def main() -> int:
             if r.status == "ok" and usable and r.total_gib is not None:
                 r.hbm_gib = usable / 2**30
                 r.headroom_gib = r.hbm_gib - r.total_gib
-        print(plan_cli.markdown(rows))
+        print(plan_cli.markdown(rows, plan_cli.COMPACT))
         return 0
     chosen = [CASES[i] for i in args.case] if args.case else CASES[:args.only]
     for kind, variant, topology, batch in chosen:

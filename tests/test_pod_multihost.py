@@ -47,7 +47,7 @@ def _launch(n: int, workdir, data, extra: list[str], devices_per_process: int = 
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(n)]
 
 
-def _finish(procs, timeout: float = 300) -> list[str]:
+def _finish(procs, timeout: float = 600) -> list[str]:
     deadline = time.time() + timeout
     try:
         outs = [p.communicate(timeout=max(deadline - time.time(), 1))[0] for p in procs]
@@ -88,14 +88,14 @@ def test_sigterm_to_one_of_two_processes_checkpoints_and_exits_zero(tmp_path):
     procs = _launch(2, tmp_path / "w", tmp_path / "data", ["--config.total_steps=100000",
                                                             "--config.checkpoint.every=1000"])
     metrics = tmp_path / "w" / "metrics.jsonl"
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while time.time() < deadline and all(p.poll() is None for p in procs):
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
             break
         time.sleep(0.2)
     assert all(p.poll() is None for p in procs), procs[0].communicate()[0][-3000:]
     procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
-    outs = _finish(procs, timeout=120)
+    outs = _finish(procs, timeout=300)
     assert "stopping at step" in outs[0], outs[0][-3000:]
     ckpt = checkpointing.Checkpointer(tmp_path / "w" / "checkpoints")
     step = ckpt.latest_step()

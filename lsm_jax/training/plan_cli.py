@@ -134,12 +134,17 @@ def _cell(value) -> str:
     return str(value).replace("|", "/")
 
 
-def markdown(rows: list[pod_plan.PlanRow]) -> str:
+# The README's narrower table (dtype, remat and accumulation stated above it instead).
+COMPACT = [c for c in COLUMNS if c[0] not in ("kind", "recipe", "mesh", "image", "dtype", "remat", "grad_accum",
+                                              "temp_gib")]
+
+
+def markdown(rows: list[pod_plan.PlanRow], columns=COLUMNS) -> str:
     """A Markdown table of the rows (MFU as a percentage)."""
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         d = pod_plan.as_dict(r)
-        cells = [(f"{d[k]:.1%}" if k == "mfu" and d[k] is not None else _cell(d[k])) for k, _ in COLUMNS]
+        cells = [(f"{d[k]:.1%}" if k == "mfu" and d[k] is not None else _cell(d[k])) for k, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
