@@ -1,8 +1,12 @@
 """Test session set-up: 8 fake CPU devices, set before JAX initialises (mesh tests need them)."""
 
 import os
+import tempfile
 
 os.environ["JAX_PLATFORMS"] = "cpu"
+# Training runs cache compiled programs under the user cache folder by default (compile_cache_dir
+# 'auto'): point that at a temporary folder so that tests never write into the real home.
+os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), "lsm_jax_test_user_cache")
 _flag = "--xla_force_host_platform_device_count=8"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()

@@ -21,13 +21,13 @@ from lsm_jax.training.optimizer import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = f"{REPO}/configs/lsm_light.py:tiny"
-MICRO = dict(embed_dim=32, depth=(2,), num_heads=(2,), num_tokens=8, d_state=2, split_size=(4, 4),
-             scan_impl="sequential")
+MICRO = dict(embed_dim=32, depth=(2,), num_heads=(2,), num_tokens=8, d_state=2, split_size=(4, 4))
 
 
 def micro_net(**fields):
     cfg = load_config(TINY).model
     cfg.update(MICRO, **fields)
+    cfg.scan.impl = "sequential"
     return cfg
 
 
@@ -84,6 +84,7 @@ def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
                     f"def get_config(arg=''):\n"
                     f"    c = load_config_file({str(REPO / 'configs/lsm_light.py')!r}, 'tiny')\n"
                     f"    c.model.update(dict({fields}))\n"
+                    f"    c.model.scan.impl = 'sequential'\n"
                     f"    c.patch_size, c.batch_size, c.data.read_threads = 8, 8, 1\n"
                     f"    c.eval.num_images = 0\n"
                     f"    return c\n")

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lsm_jax.model.activation_axes import IMAGE, TOKENS, constrain
 from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
 from lsm_jax.model.semantics import Semantics, resolve_semantics
 from lsm_jax.model.smu import SemanticLRU
@@ -100,7 +101,7 @@ class ResidualGroup(nnx.Module):
         for j, block in enumerate(self.blocks):
             block_key = jax.random.fold_in(key, j) if key is not None else None
             if capture is None:
-                t = run(block, t, hw, block_key)
+                t = constrain(run(block, t, hw, block_key), TOKENS)
             else:
                 debug = {}
                 t = block(t, hw, block_key, debug=debug)
@@ -176,7 +177,7 @@ class LSM(nnx.Module):
         b, h, w, _ = x.shape
         mean = jnp.asarray(self.mean, jnp.float32)
         x0 = (x.astype(jnp.float32) - mean) * self.img_range
-        f = self.conv_first(x0).astype(jnp.float32)
+        f = constrain(self.conv_first(x0).astype(jnp.float32), IMAGE)
         t = self.before_norm(f.reshape(b, h * w, -1))
         if capture is not None:
             capture.update({'act/conv_first': f, 'act/before_rg': t})
@@ -186,7 +187,7 @@ class LSM(nnx.Module):
             if capture is not None:
                 capture[f'act/rg{g}'] = t
         t = self.norm(t)
-        feat = self.conv_after_body(t.reshape(b, h, w, -1)) + f
+        feat = constrain(self.conv_after_body(t.reshape(b, h, w, -1)) + f, IMAGE)
         if capture is not None:
             capture.update({'act/final_norm': t, 'act/body_plus_skip': feat})
         if self.arch == 'LSM':

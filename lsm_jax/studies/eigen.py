@@ -86,8 +86,8 @@ def block_label(name: str) -> str:
 
 def has_recurrence_at_batch1(cfg) -> bool:
     """False under semantics that scan the batch axis (reference): at batch 1 nothing recurs."""
-    from lsm_jax.model.variants import resolve_semantics
-    return resolve_semantics(cfg)["scan_axis"] != "batch"
+    from lsm_jax.model.semantics import resolve_semantics
+    return resolve_semantics(cfg).scan_axis != "batch"
 
 
 def load_image(path: str | None, scale: int) -> tuple[np.ndarray, str]:

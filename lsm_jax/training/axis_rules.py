@@ -15,4 +15,10 @@ DEFAULT_RULES = (
     ("prototypes", None),
     ("state", None),
     ("conv_spatial", None),
+    # Activations (lsm_jax.model.activation_axes): examples over every batch axis, the rest whole.
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_height", None),
+    ("activation_width", None),
+    ("activation_embed", None),
 )

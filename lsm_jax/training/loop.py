@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lsm_jax.training import checkpointing, reporting, sharding, validation
+from lsm_jax.training import checkpointing, compile_cache, reporting, sharding, throughput, validation
 from lsm_jax.training.distributed import StopSignal, initialize_distributed, replicated_host
 from lsm_jax.training.finetune import load_pretrained
 from lsm_jax.training.state import abstract_like, count_params
@@ -42,6 +42,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     workdir = Path(workdir).absolute()
     # Phase 1: devices.
     initialize_distributed(config.distributed)
+    cache_dir = compile_cache.configure(config.get("compile_cache_dir", "auto"))
     is_main = jax.process_index() == 0
     mesh = sharding.make_mesh(**config.mesh)
     check_config(config, mesh)
@@ -89,11 +90,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         t0 = time.perf_counter()
         compiled = parts.step.lower(state, batch).compile()
         summary["compile_s"] = time.perf_counter() - t0
+        meter = throughput.Meter(compiled, config.batch_size, jax.devices())
+        summary["flops_per_step"] = meter.flops_per_step
         writer = reporting.MetricWriter(workdir, enabled=is_main)
         cleanup.callback(writer.close)
         if is_main:
-            log.info("compiled the step in %.1f s; %s parameters", summary["compile_s"],
-                     f"{count_params(state.params):,}")
+            log.info("compiled the step in %.1f s (compilation cache: %s); %s parameters; %s",
+                     summary["compile_s"], cache_dir or "off", f"{count_params(state.params):,}", meter.describe())
             writer.text(start, "config", f"```\n{config}\n```")
             writer.text(start, "sharding", "\n".join(f"{k}: {v}" for k, v in
                                                      sharding.describe(state_sh.params).items()))
@@ -101,6 +104,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         # Phase 5: the loop.
         stop = StopSignal()
         cleanup.callback(stop.restore)
+        profiler = throughput.Profiler(workdir / "profile", config.get("profile"))
+        cleanup.callback(profiler.stop)
         bar = reporting.ProgressBar(start, config.total_steps, enabled=is_main and config.progress_bar)
         cleanup.callback(bar.close)
         pending: list[tuple[int, dict]] = []
@@ -123,8 +128,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 bar.update(1, loss=m["loss"], lr=m["lr"])
 
         while step < config.total_steps:
-            state, metrics = compiled(state, batch)
+            profiler.before_step(step)
+            with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                state, metrics = compiled(state, batch)
             step += 1
+            profiler.after_step(step, state)
             steps_window += 1
             pending.append((step, metrics))
             drain(keep_last=1)  # the previous step's metrics, fetched while this step runs
@@ -139,8 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 summary["train_s"] += elapsed
                 if window:
                     scalars = {f"train/{k}": float(np.mean([m[k] for m in window])) for k in window[0]}
-                    scalars["perf/step_time_s"] = elapsed / steps_window
-                    scalars["perf/images_per_s"] = config.batch_size * steps_window / elapsed
+                    scalars.update(meter.scalars(elapsed / steps_window))
                     writer.scalars(step, scalars)
                     window.clear()
                 val = None
@@ -164,6 +171,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if config.eval.every <= 0:  # no validation exported the weights: export the final EMA
             _export(export_dir, config.model, state.ema_params, step, {}, best_psnr, is_main, None)
     summary.update(final_step=step, best_psnr=best_psnr, step_s=summary["train_s"] / max(step - start, 1))
+    if step > start:
+        summary.update(meter.scalars(summary["step_s"]))
+        if is_main:
+            log.info("throughput over the run: %s", meter.line(summary["step_s"]))
     return summary
 
 

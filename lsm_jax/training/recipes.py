@@ -60,7 +60,13 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
         grad_clip_norm=0.0,                  # 0: no clipping (as the authors)
         # LRU ablations (LRU paper): ν, θ, γ learn at lr × lru_lr_factor with no weight decay;
         # freeze: parameter names kept at their initial values (nu, theta, gamma, or any leaf name).
-        lru_lr_factor=1.0, freeze=()))
+        lru_lr_factor=1.0, freeze=(),
+        # Large batches (lsm_jax.training.lr_scaling): 'none' | 'linear' | 'sqrt' scaling of lr by
+        # batch_size / lr_reference_batch (0: the recipe's batch), warm-up stretched by the same factor.
+        lr_scaling="none", lr_reference_batch=0, lr_scaling_min_warmup=2000))
+    # Gradient accumulation: each step averages the gradients of this many micro-batches (a lax.scan
+    # over batch_size / grad_accum_steps examples each) before one optimizer update.
+    c.grad_accum_steps = 1
     # Finetuning: a model checkpoint or a training workdir (its export/best); strict loading
     # requires every tensor to match, non-strict re-initialises mismatched ones and reports them.
     c.init_from = ""
@@ -70,7 +76,14 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
     c.sharding = ml_collections.ConfigDict(dict(
         rules=[list(r) for r in DEFAULT_RULES],
-        min_size_to_shard=4096))      # arrays with fewer elements stay replicated
+        min_size_to_shard=4096,       # arrays with fewer elements stay replicated
+        constrain_activations=True))  # pin the network's named activations to the rules' layout
+    # Persistent XLA compilation cache: 'auto' = JAX's own setting if one is made (e.g. the
+    # JAX_COMPILATION_CACHE_DIR variable), else <user cache>/lsm_jax/jax; '' turns it off.
+    c.compile_cache_dir = "auto"
+    # Profiling: a jax.profiler trace of num_steps steps from start_step into <workdir>/profile
+    # (TensorBoard's profile tab); start_step < 0 turns it off.
+    c.profile = ml_collections.ConfigDict(dict(start_step=-1, num_steps=3))
     # Multi-host: initialize=True calls jax.distributed.initialize (empty fields: auto-detect, as on
     # TPU pods and SLURM).
     c.distributed = ml_collections.ConfigDict(dict(
@@ -105,6 +118,7 @@ def build(variant: str, recipe: str, rows: dict[str, dict[str, Any]]) -> ml_coll
     c.recurrence_group = row.get("group", 0)
     c.ema_decay = row.get("ema", 0.999)
     c.optim.lr = row["lr"]
+    c.optim.lr_reference_batch = row["batch"]
     c.optim.warmup_steps = row["warmup"]
     c.optim.milestones = list(row["milestones"])
     if row.get("schedule"):

@@ -16,9 +16,10 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from lsm_jax.model import activation_axes
 from lsm_jax.model.network import LSM
 from lsm_jax.model.semantics import resolve_semantics
-from lsm_jax.training import sharding
+from lsm_jax.training import lr_scaling, sharding
 from lsm_jax.training.optimizer import make_optimizer
 from lsm_jax.training.state import TrainState, ema_update, make_init_fn, split_model
 
@@ -42,6 +43,14 @@ def check_config(config: ml_collections.ConfigDict, mesh) -> None:
     if config.model.in_chans != 3:
         raise TrainingError(f"model.in_chans={config.model.in_chans}: training reads RGB images, so only 3 is "
                             "trainable (a converted 1-channel checkpoint can upscale gray images)")
+    accum = int(config.get("grad_accum_steps", 1))
+    if accum < 1 or config.batch_size % (shards * accum):
+        raise TrainingError(f"grad_accum_steps={accum}: batch_size={config.batch_size} must be a multiple of "
+                            f"{shards} batch shards × {max(accum, 1)} micro-batches")
+    if accum > 1 and _cross_image(config) and (group == 0 or (config.batch_size // accum) % group):
+        raise TrainingError(f"grad_accum_steps={accum} with cross-image recurrence ({config.model.semantics} "
+                            f"semantics) needs recurrence_group > 0 dividing the micro-batch of "
+                            f"{config.batch_size // accum}")
     if config.loss != "l1":
         raise TrainingError(f"loss={config.loss!r}: only 'l1' (the authors' loss) is implemented")
     if not 0.0 <= config.ema_decay < 1.0:
@@ -51,11 +60,39 @@ def check_config(config: ml_collections.ConfigDict, mesh) -> None:
             raise TrainingError(f"{name}={config[name]} must be ≥ 1")
 
 
+def _cross_image(config: ml_collections.ConfigDict) -> bool:
+    return resolve_semantics(config.model).cross_image
+
+
+def activation_hook(mesh, config: ml_collections.ConfigDict) -> Callable | None:
+    """The hook that pins the network's named activations (`lsm_jax.model.activation_axes`) to the
+    rule table's layout, or None when off. Off under cross-image recurrence groups: those run under
+    `vmap`, where the names would no longer describe the (group, image) split of the batch."""
+    if not config.sharding.get("constrain_activations", True) or mesh is None:
+        return None
+    if _cross_image(config) and 0 < config.recurrence_group < config.batch_size:
+        return None
+    rules = [tuple(r) for r in config.sharding.rules]
+
+    def hook(x, names):
+        spec = sharding.logical_to_mesh(names, x.shape, mesh, rules, what="activation")
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+    return hook
+
+
+def split_micro_batches(x: jax.Array, k: int) -> jax.Array:
+    """(B, ...) -> (k, B/k, ...): micro-batch j takes rows j, j+k, j+2k, ..., so that with B split
+    over devices in contiguous blocks every micro-batch has B/(k·devices) rows on every device and
+    no row moves."""
+    return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+
 def make_train_forward(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_collections.ConfigDict) -> Callable:
     """forward(params, x, key) -> y in training mode. Under semantics whose recurrence crosses images
     (reference, Q1/Q6) the batch is split into independent groups of `config.recurrence_group`
     images, as the authors' per-GPU batches were; images interact only within their group."""
-    group = config.recurrence_group if resolve_semantics(config.model).cross_image else 0
+    group = config.recurrence_group if _cross_image(config) else 0
 
     def forward(params, x, key):
         run = lambda xs, k: nnx.merge(graphdef, params, rest)(xs, train=True, key=k)  # noqa: E731
@@ -69,19 +106,40 @@ def make_train_forward(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_colle
 
 
 def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, config: ml_collections.ConfigDict) -> Callable:
-    """The pure step (state, batch) -> (state, metrics): L1 loss, AdamW update, EMA update."""
+                    schedule: optax.Schedule, config: ml_collections.ConfigDict, mesh=None) -> Callable:
+    """The pure step (state, batch) -> (state, metrics): L1 loss, AdamW update, EMA update.
+
+    With `config.grad_accum_steps = k > 1` the batch is split into k micro-batches
+    (`split_micro_batches`) whose gradients a `lax.scan` averages before the one update: the same
+    mean loss and gradient as the whole batch, with 1/k of the activations alive at once. With a
+    `mesh` the network's named activations are pinned to the rule table's layout."""
     forward = make_train_forward(graphdef, rest, config)
     decay = float(config.ema_decay)
+    k = int(config.get("grad_accum_steps", 1))
+    hook = activation_hook(mesh, config)
+
+    def loss_fn(params, lq, gt, key):
+        with activation_axes.constraining(hook):
+            pred = forward(params, lq, key)
+        return jnp.mean(jnp.abs(pred.astype(jnp.float32) - gt))
+
+    def loss_and_grads(params, batch, key):
+        if k == 1:
+            return jax.value_and_grad(loss_fn)(params, batch["lq"], batch["gt"], key)
+
+        def micro_step(carry, xs):
+            lq, gt, j = xs
+            loss, grads = jax.value_and_grad(loss_fn)(params, lq, gt, jax.random.fold_in(key, j))
+            return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        xs = (split_micro_batches(batch["lq"], k), split_micro_batches(batch["gt"], k), jnp.arange(k))
+        total, _ = jax.lax.scan(micro_step, zero, xs)
+        return jax.tree.map(lambda t: t / k, total)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-
-        def loss_fn(params):
-            pred = forward(params, batch["lq"], key)
-            return jnp.mean(jnp.abs(pred.astype(jnp.float32) - batch["gt"]))
-
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        loss, grads = loss_and_grads(state.params, batch, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
@@ -110,7 +168,7 @@ def build(config: ml_collections.ConfigDict, mesh) -> Parts:
     rules = [tuple(r) for r in config.sharding.rules]
     model_fn = lambda: LSM(config.model, rngs=nnx.Rngs(config.seed))  # noqa: E731
     graphdef, _, abstract_rest = split_model(nnx.eval_shape(model_fn))
-    tx, schedule = make_optimizer(config.optim)
+    tx, schedule = make_optimizer(lr_scaling.scale_optim(config.optim, int(config.batch_size)))
     init_fn = make_init_fn(model_fn, tx, config.seed)
     abstract_state = jax.eval_shape(init_fn)
     state_sh = sharding.tree_shardings(abstract_state, mesh, rules, config.sharding.min_size_to_shard)
@@ -119,7 +177,7 @@ def build(config: ml_collections.ConfigDict, mesh) -> Parts:
     if jax.tree.leaves(abstract_rest):  # non-parameter model state (none in LSM today)
         rest = jax.jit(lambda: split_model(model_fn())[2], out_shardings=replicated)()
     batch_sh = sharding.batch_sharding(mesh, 4, rules)
-    step = jax.jit(make_train_step(graphdef, rest, tx, schedule, config),
+    step = jax.jit(make_train_step(graphdef, rest, tx, schedule, config, mesh),
                    in_shardings=(state_sh, {"lq": batch_sh, "gt": batch_sh}),
                    out_shardings=(state_sh, replicated), donate_argnums=0)
     return Parts(graphdef, rest, abstract_state, state_sh, batch_sh, replicated,

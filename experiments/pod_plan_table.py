@@ -1,0 +1,118 @@
+r"""The README's pod-plan table: train's step for LSM, LSM-S and LSM-light x2 (patch 64) compiled for
+v4-8, v5e-16, v5e-256 and v5p-32 (and the inference forward), one row at a time, most important
+first, each row appended to the CSV as soon as it is compiled (so a partial run is still usable).
+
+    python experiments/pod_plan_table.py [--out experiments/results/pod_plan.csv] [--only N]
+    python experiments/pod_plan_table.py --render    # CSV -> Markdown (docs/readme/pod.md's table)
+
+Needs libtpu (pip install -e '.[tpu]'). Compiling a full model takes minutes on a small CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from lsm_jax.training import plan_cli, pod_plan  # noqa: E402
+
+CONFIGS = {"lsm": "configs/lsm.py:x2_scratch", "lsm_s": "configs/lsm_s.py:x2_scratch",
+           "lsm_light": "configs/lsm_light.py:x2_scratch"}
+TOPOLOGIES = {"v4-8": "v4:2x2x1", "v5e-16": "v5e:4x4", "v5e-256": "v5e:16x16", "v5p-32": "v5p:2x2x4",
+              "v5p (1 chip)": "v5p:1x1x1"}
+
+# (kind, variant, topology, global batch): the order is the order of importance.
+CASES = [
+    ("train", "lsm", "v5e:4x4", 32),        # target: LSM x2, recipe batch, on v5e-16
+    ("train", "lsm_s", "v5p:1x1x1", 16),    # target: the H100 anchor's case on one v5p chip
+    ("train", "lsm_light", "v5e:4x4", 32),
+    ("train", "lsm_s", "v5e:4x4", 32),
+    ("train", "lsm", "v5e:16x16", 32),      # rejected at once: 32 < 256 batch shards
+    ("train", "lsm_s", "v5e:16x16", 32),
+    ("train", "lsm_light", "v5e:16x16", 32),
+    ("train", "lsm", "v5e:4x4", 64),        # a second point per chip: memory slope per image
+    ("train", "lsm", "v4:2x2x1", 32),
+    ("train", "lsm", "v5p:2x2x4", 32),
+    ("train", "lsm", "v5e:16x16", 256),
+    ("infer", "lsm_s4", "v5p:1x1x1", 256),
+    ("train", "lsm_light", "v5e:4x4", 128),
+    ("train", "lsm_s", "v5e:4x4", 64),
+    ("train", "lsm", "v5p:2x2x4", 128),
+    ("train", "lsm", "v4:2x2x1", 64),
+    ("infer", "lsm_s4", "v5p:1x1x1", 1024),
+    ("train", "lsm_s", "v4:2x2x1", 32),
+    ("train", "lsm_light", "v4:2x2x1", 32),
+    ("train", "lsm_s", "v5p:2x2x4", 32),
+    ("train", "lsm_light", "v5p:2x2x4", 32),
+]
+
+
+def run_case(kind: str, variant: str, topology: str, batch: int) -> pod_plan.PlanRow:
+    if kind == "infer":
+        config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / "configs/lsm_s.py") + ":x4_finetune"))
+        return pod_plan.plan_infer(config.model, topology, batch, 1, "lsm_s")
+    config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / CONFIGS[variant].split(":")[0]) + ":x2_scratch"))
+    config.batch_size = batch
+    return pod_plan.plan_train(config, topology, (-1, 1, 1))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default=str(REPO / "experiments/results/pod_plan.csv"))
+    p.add_argument("--only", type=int, default=len(CASES), help="the first N cases")
+    p.add_argument("--case", type=int, action="append", help="only these case numbers (0-based)")
+    p.add_argument("--render", action="store_true")
+    args = p.parse_args()
+    out = Path(args.out)
+    if args.render:
+        rows = [pod_plan.PlanRow(**{f.name: _typed(f, r[f.name]) for f in dataclasses.fields(pod_plan.PlanRow)})
+                for r in csv.DictReader(open(out))]
+        for r in rows:  # the compiler's usable HBM (rows written before the table carried it)
+            usable = pod_plan.chips.usable_hbm_bytes(r.device_kind, max(r.devices // max(r.chips, 1), 1))
+            if r.status == "ok" and usable and r.total_gib is not None:
+                r.hbm_gib = usable / 2**30
+                r.headroom_gib = r.hbm_gib - r.total_gib
+        print(plan_cli.markdown(rows, plan_cli.COMPACT))
+        return 0
+    chosen = [CASES[i] for i in args.case] if args.case else CASES[:args.only]
+    for kind, variant, topology, batch in chosen:
+        done = {(r["kind"], r["variant"], r["topology"], r["global_batch"], r["image"])
+                for r in csv.DictReader(open(out))} if out.exists() else set()  # re-read: rows may be added
+        key = (kind, "lsm_s" if kind == "infer" else variant, topology, str(1 if kind == "infer" else batch),
+               str(batch if kind == "infer" else 64))
+        if key in done:
+            continue
+        t0 = time.perf_counter()
+        row = run_case(kind, variant, topology, batch)
+        print(f"{time.perf_counter() - t0:.0f}s {plan_cli._brief(row)}", flush=True)
+        new = not out.exists()
+        with open(out, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(pod_plan.as_dict(row)))
+            if new:
+                writer.writeheader()
+            writer.writerow(pod_plan.as_dict(row))
+    return 0
+
+
+def _typed(field, text: str):
+    if text == "":
+        return None if field.default is None else ("" if field.type == "str" else field.default)
+    if field.type in ("int",):
+        return int(text)
+    if field.type == "bool":
+        return text == "True"
+    if "float" in str(field.type):
+        return float(text)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

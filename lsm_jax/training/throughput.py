@@ -1,0 +1,105 @@
+"""Throughput, model-FLOPs utilisation and profiling for the training loop.
+
+`Meter` reads the FLOPs of one step from the compiled program (`cost_analysis` of the per-device
+SPMD program, times the device count) and the devices' peak from the chip table
+(`lsm_jax.training.chips`); MFU = achieved FLOP/s per device / peak bf16 FLOP/s per device (not
+reported on devices the table does not know, such as CPUs). With `model.remat` the compiled FLOPs
+include the recomputation, so the figure is then the hardware-FLOPs utilisation.
+
+`Profiler` writes a `jax.profiler` trace of `profile.num_steps` steps from `profile.start_step`
+into `<workdir>/profile` (TensorBoard's profile plugin reads it); the loop wraps each step in a
+`StepTraceAnnotation`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from lsm_jax.training import chips
+
+log = logging.getLogger("lsm_jax.train")
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of a compiled (per-device) program; 0.0 when the backend gives none."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # some backends do not implement it
+        return 0.0
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    return float((cost or {}).get("flops", 0.0) or 0.0)
+
+
+class Meter:
+    """Turns a step time into throughput and MFU scalars for the logs."""
+
+    def __init__(self, compiled, global_batch: int, devices: list):
+        self.devices = len(devices)
+        self.global_batch = int(global_batch)
+        self.flops_per_device = compiled_flops(compiled)
+        self.flops_per_step = self.flops_per_device * self.devices
+        self.peak = chips.peak_flops_per_device(devices[0].device_kind, chips.devices_per_chip(devices))
+
+    def scalars(self, step_s: float) -> dict[str, float]:
+        """perf/* scalars for one step time in seconds."""
+        out = {"perf/step_time_s": step_s,
+               "perf/images_per_s": self.global_batch / step_s,
+               "perf/images_per_s_per_device": self.global_batch / step_s / self.devices}
+        if self.flops_per_device:
+            out["perf/flops_per_step"] = self.flops_per_step
+            out["perf/tflops_per_s_per_device"] = self.flops_per_device / step_s / 1e12
+            if self.peak:
+                out["perf/mfu"] = self.flops_per_device / step_s / self.peak
+        return out
+
+    def describe(self) -> str:
+        """The step's FLOPs and the peak they are measured against, for the start-up log."""
+        flops = f"{self.flops_per_step / 1e9:.3g} GFLOP per step (compiled)" if self.flops_per_step else \
+            "no FLOP count from the compiler"
+        peak = f"peak {self.peak / 1e12:.0f} TFLOP/s per device" if self.peak else "no peak known for this device"
+        return f"{flops}; {peak}"
+
+    def line(self, step_s: float) -> str:
+        """One human line: step time, images/s per device, TFLOP/s per device, MFU."""
+        s = self.scalars(step_s)
+        text = (f"{step_s * 1e3:.1f} ms/step, {s['perf/images_per_s_per_device']:.2f} images/s per device "
+                f"({s['perf/images_per_s']:.1f} in all)")
+        if "perf/tflops_per_s_per_device" in s:
+            text += f", {s['perf/tflops_per_s_per_device']:.3g} TFLOP/s per device"
+        if "perf/mfu" in s:
+            text += f", MFU {s['perf/mfu']:.1%}"
+        return text
+
+
+class Profiler:
+    """Starts a trace before step `start_step` and stops it after `num_steps` steps (off if < 0)."""
+
+    def __init__(self, directory: Path, cfg: Any):
+        self.directory = Path(directory)
+        self.start = int(cfg.start_step) if cfg is not None else -1
+        self.stop_at = self.start + max(int(cfg.num_steps), 1) if cfg is not None else -1
+        self.active = False
+
+    def before_step(self, step: int) -> None:
+        """Called with the number of steps done so far, before running the next one."""
+        if self.start >= 0 and step == self.start and not self.active:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            jax.profiler.start_trace(str(self.directory))
+            self.active = True
+            log.info("profiling steps %d to %d into %s", self.start + 1, self.stop_at, self.directory)
+
+    def after_step(self, step: int, state: Any) -> None:
+        """Called after a step; ends the trace once its steps are done (waiting for them to finish)."""
+        if self.active and step >= self.stop_at:
+            jax.block_until_ready(state)
+            self.stop()
+
+    def stop(self) -> None:
+        """Ends a running trace (also on an early exit)."""
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False

@@ -1,0 +1,80 @@
+"""pod_plan: the training step compiled for a real TPU topology on this CPU (needs libtpu; skipped
+without it), checked against a CPU compile of the same step; and the command without libtpu."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from lsm_jax.training import plan_cli, pod_plan, sharding
+from lsm_jax.training.state import abstract_like
+from lsm_jax.training.step import build
+from test_train import micro_config
+
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
+
+
+def _abstract_batch(parts, config):
+    b, p, s = config.batch_size, config.patch_size, config.model.upscale
+    return {"lq": jax.ShapeDtypeStruct((b, p, p, 3), jnp.float32, sharding=parts.batch_sharding),
+            "gt": jax.ShapeDtypeStruct((b, p * s, p * s, 3), jnp.float32, sharding=parts.batch_sharding)}
+
+
+def _micro():
+    config = micro_config(batch_size=8)
+    config.model.scan.impl = "associative"  # what 'auto' picks on a TPU, here on both sides
+    return config
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
+def test_tiny_step_compiles_for_v5e_2x2_and_agrees_with_a_cpu_compile(tmp_path):
+    config = _micro()
+    row = pod_plan.plan_train(config, "v5e:2x2", (-1, 1, 1))
+    assert row.status == "ok", row.reason
+    assert (row.devices, row.chips, row.mesh) == (4, 4, "4×1×1")
+    assert 0 < row.total_gib < row.hbm_gib and row.headroom_gib > 0
+    # The same step compiled for 4 CPU devices: FLOPs of the per-device program agree.
+    mesh = sharding.make_mesh(-1, 1, 1, devices=jax.devices("cpu")[:4])
+    parts = build(config, mesh)
+    cpu = parts.step.lower(abstract_like(parts.abstract_state, parts.state_shardings),
+                           _abstract_batch(parts, config)).compile()
+    cpu_gflops = float(cpu.cost_analysis()["flops"]) / 1e9  # v5e: one device per chip
+    ratio = row.gflops_per_chip / cpu_gflops
+    print(f"TPU/CPU FLOPs per device: {row.gflops_per_chip:.4f} / {cpu_gflops:.4f} GFLOP = {ratio:.3f}")
+    assert abs(ratio - 1) < 0.10
+    # Data parallel: gradients are all-reduced, nothing (no activation) is all-gathered.
+    assert "all-reduce" in row.collectives and "all-gather" not in row.collectives, row.collectives
+    assert row.cost_model_ms > 0 and 0 < row.mfu < 1
+    # The report: CSV and Markdown.
+    plan_cli.write_csv([row], str(tmp_path / "plan.csv"))
+    assert "v5e:2x2" in (tmp_path / "plan.csv").read_text()
+    assert "| train |" in plan_cli.markdown([row])
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
+def test_impossible_combinations_get_a_row_that_says_why():
+    config = _micro()
+    config.batch_size = 6
+    row = pod_plan.plan_train(config, "v5e:2x2", (-1, 1, 1))
+    assert row.status == "invalid" and "not a multiple of the 4 batch shards" in row.reason
+
+
+def test_without_libtpu_the_command_says_how_to_get_it(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
+    assert plan_cli.main(["--config", "configs/lsm_light.py:tiny", "--topology", "v5e:2x2"]) == 2
+    assert "pip install -e '.[tpu]'" in capsys.readouterr().err
+
+
+def test_compiler_oom_messages_and_topology_names_are_read():
+    msg = ("RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM, the total memory required "
+           "for HLO temporaries (200.00G) exceeds available HBM (15.25G). HLO module: jit_step.")
+    assert pod_plan.parse_oom(msg) == pytest.approx((200.0, 15.25))
+    assert pod_plan.parse_oom("Used 20.50G of 15.75G hbm. Exceeded hbm capacity by 4.75G.") == \
+        pytest.approx((20.5, 15.75))
+    assert pod_plan.chips.topology_chips("v4:2x2x1") == 4 and pod_plan.chips.topology_chips("v5e:16x16") == 256
+    with pytest.raises(ValueError, match="expected '<chip>:<dims>'"):
+        pod_plan.chips.topology_chips("v5e-16")
