@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@touch $@
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 demo: setup
 	$(PY) -m lsm_jax.demo
