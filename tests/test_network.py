@@ -162,8 +162,11 @@ def test_training_mode_needs_key_and_is_stochastic(checkpoint):
 def _small_config(**overrides):
     from lsm_jax.model.variants import network_config
     cfg = network_config('tiny', 2)
-    cfg.update(embed_dim=32, depth=[2, 2], num_heads=[2, 2], semantics='paper', **overrides)
+    cfg.update({**dict(embed_dim=32, depth=[2, 2], num_heads=[2, 2], semantics='paper'), **overrides})
     return cfg
+
+
+ONE_GROUP = dict(depth=[2], num_heads=[2])   # one WMS + one CML block: what a scan's gradient needs
 
 
 def _loss_and_grads(cfg, x, y):
@@ -180,7 +183,7 @@ def _loss_and_grads(cfg, x, y):
 def sequential_training_grads():
     x = jax.random.uniform(jax.random.key(0), (2, 8, 12, 3))
     y = jax.random.uniform(jax.random.key(1), (2, 16, 24, 3))
-    cfg = _small_config()
+    cfg = _small_config(**ONE_GROUP)
     cfg.scan.impl = 'sequential'
     with jax.default_matmul_precision('highest'):
         return x, y, *_loss_and_grads(cfg, x, y)
@@ -191,7 +194,7 @@ def test_training_loss_and_gradients_under_every_scan(sequential_training_grads,
     """The training forward (paper semantics, Gumbel categories, drop path) and its gradients with
     the strategies whose backward differs most from autodiff of lax.scan (the others: test_scan)."""
     x, y, loss, grads = sequential_training_grads
-    cfg = _small_config()
+    cfg = _small_config(**ONE_GROUP)
     cfg.scan.update(scan)
     with jax.default_matmul_precision('highest'), _seq_mesh():
         loss_s, grads_s = _loss_and_grads(cfg, x, y)

@@ -26,7 +26,7 @@ def _free_port() -> int:
 def _flat_images(root, n: int = 4) -> None:
     """n flat-colour 32×32 HR images with 16×16 LR partners: every crop, flip and shard order gives the
     same batch, so runs with different process counts must see identical global batches."""
-    from lsm_jax.data.image_files import write_png
+    from lsm_jax.data.image_io import write_png
     for i in range(n):
         hr = np.full((32, 32, 3), (90, 140, 200), np.uint8)
         write_png(root / "HR" / f"im{i}.png", hr)

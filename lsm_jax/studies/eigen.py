@@ -92,11 +92,11 @@ def has_recurrence_at_batch1(cfg) -> bool:
 
 def load_image(path: str | None, scale: int) -> tuple[np.ndarray, str]:
     """An LR image as float32 (H, W, 3) in [0, 1] and its name (default: Set5 baby at this scale)."""
-    from lsm_jax.data.image_files import read_image
+    from lsm_jax.data.image_io import read_rgb8
     p = Path(path) if path else REPO / DEFAULT_IMAGE.format(scale=scale)
     if not p.is_file():
         raise FileNotFoundError(f"--image {p}: no such file")
-    return read_image(p).astype(np.float32) / 255.0, p.name
+    return read_rgb8(p).astype(np.float32) / 255.0, p.name
 
 
 def capture_cml(model, image: np.ndarray) -> list[dict[str, np.ndarray]]:
