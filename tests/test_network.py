@@ -203,12 +203,12 @@ def test_training_loss_and_gradients_under_every_scan(sequential_training_grads,
         np.testing.assert_allclose(np.asarray(g_s), np.asarray(g), rtol=2e-4, atol=1e-6)
 
 
-def test_rematerialisation_keeps_loss_and_gradients():
-    x = jax.random.uniform(jax.random.key(0), (2, 8, 12, 3))
-    y = jax.random.uniform(jax.random.key(1), (2, 16, 24, 3))
+def test_rematerialisation_keeps_loss_and_gradients(sequential_training_grads):
+    x, y, loss, grads = sequential_training_grads
+    cfg = _small_config(remat=True, **ONE_GROUP)
+    cfg.scan.impl = 'sequential'
     with jax.default_matmul_precision('highest'):
-        loss, grads = _loss_and_grads(_small_config(), x, y)
-        loss_remat, grads_remat = _loss_and_grads(_small_config(remat=True), x, y)
+        loss_remat, grads_remat = _loss_and_grads(cfg, x, y)
     assert abs(float(loss) - float(loss_remat)) <= 1e-6
     for g, g_remat in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
         np.testing.assert_allclose(np.asarray(g_remat), np.asarray(g), rtol=1e-4, atol=1e-6)
