@@ -20,7 +20,6 @@ Each figure is printed with its ratio to the baseline and written to a CSV.
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import os
 import platform
@@ -32,6 +31,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_csv import write_rows  # noqa: E402
 
 from lsm_jax.data import pipeline as data  # noqa: E402
 from lsm_jax.data.image_io import write_png  # noqa: E402
@@ -244,12 +246,7 @@ def main(argv=None) -> None:
         report("imresize", cfg, ours, "img/s", "Pillow", pil)
         print(f"  {'':<9} (first call, compile included: {first:.2f} s)")
 
-    out = Path(args.csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
+    out = write_rows(args.csv, rows, fields=list(rows[0]))
     print(f"\nwrote {out}")
 
 

@@ -13,7 +13,6 @@ with the cache the previous process filled (`buckets+warm cache`). Reported: fir
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_csv import write_rows  # noqa: E402
 
 
 def images(n: int, seed: int = 0):
@@ -104,13 +106,7 @@ def main(argv=None) -> int:
         row = dict(mode=name, **(json.loads(line) if line else {"error": res.stderr.strip()[-300:]}))
         print(json.dumps(row), flush=True)
         rows.append(row)
-    path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k)
-                                                        if k in rows[0] else 99))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_rows(args.csv, rows)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

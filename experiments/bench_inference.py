@@ -31,7 +31,6 @@ each point in a fresh process, CSV + plot.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -43,9 +42,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from results_csv import write_rows  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from lsm_jax.inference.forward import make_forward  # noqa: E402
@@ -168,12 +169,7 @@ def main(argv=None) -> int:
             rows.append(row)
 
     if args.csv and rows:
-        path = Path(args.csv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        path = write_rows(args.csv, rows, fields=list(rows[0]))
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -14,7 +14,6 @@ plot (time and memory against megapixels) go to experiments/results/.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_csv import write_rows  # noqa: E402
 
 
 def run_point(p: dict) -> dict:
@@ -132,12 +134,7 @@ def main(argv=None) -> int:
         if "error" not in row:
             rows.append(row)
     if rows:
-        path = Path(args.csv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        path = write_rows(args.csv, rows, fields=list(rows[0]))
         _plot(rows, path.with_suffix(".png"))
         print(f"wrote {path} and {path.with_suffix('.png')}", file=sys.stderr)
     return 0

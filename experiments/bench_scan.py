@@ -25,7 +25,6 @@ One JSON object per point on stdout; rows to experiments/results/scan_<platform>
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform as host
 import statistics
@@ -34,6 +33,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_csv import write_rows  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -232,13 +234,7 @@ def main():
     rows = model_grid(args.reps) if args.model else scan_grid(args.quick, args.reps)
     name = f"scan_{'model_' if args.model else ''}{jax.default_backend()}"
     path = Path(args.csv) if args.csv else RESULTS / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    write_rows(path, rows, fields=FIELDS)
     if not args.model:
         plot(rows, path.with_suffix(".png"))
     print(json.dumps(dict(kind="written", csv=str(path))))

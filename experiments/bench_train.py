@@ -22,7 +22,6 @@ at batch 4, 48×48 on the 2-core CPU, and 462 ms for LSM-S x2 at batch 16 (fp32)
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
@@ -30,6 +29,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_csv import write_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = {  # name: (config file, batch, LR patch)
@@ -148,10 +151,7 @@ def main(argv=None) -> int:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS + ("error",), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.csv, rows, fields=FIELDS + ("error",))
     return 1 if any("error" in r for r in rows) else 0
 
 

@@ -13,13 +13,15 @@ the interior: `band_excess` = mean |tiled - HR| - mean |whole - HR| over band pi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_csv import write_rows  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -109,13 +111,7 @@ def main(argv=None) -> int:
                            band_dev_8bit=round(float(a[:, 2].mean()), 4), interior_dev_8bit=round(float(a[:, 3].mean()), 4))
             print(json.dumps(row), flush=True)
             rows.append(row)
-    path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_rows(args.csv, rows)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
