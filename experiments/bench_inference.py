@@ -52,6 +52,7 @@ from flax import nnx  # noqa: E402
 from lsm_jax.inference.forward import make_forward  # noqa: E402
 from lsm_jax.model.network import LSM  # noqa: E402
 from lsm_jax.model.variants import network_config  # noqa: E402
+from lsm_jax.scan import SCAN_IMPLS  # noqa: E402
 
 # name -> (variant, scale, LR side)
 CASES = {
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--semantics", nargs="+", default=["reference", "paper"], choices=["reference", "paper"])
     ap.add_argument("--reps", type=int, default=5, help="timed forward passes per case (at least 5)")
     ap.add_argument("--csv", default="experiments/results/bench_inference.csv")
-    ap.add_argument("--scan-impl", default=None, choices=["associative", "sequential", "chunked", "auto"],
+    ap.add_argument("--scan-impl", default=None, choices=[i for i in SCAN_IMPLS if i != "sharded"],
                     help="override cfg.scan.impl (matters for 'paper' semantics only); default: the config's")
     ap.add_argument("--gpu-large", action="store_true", help="also run LSM-S x4 at 256x256 (for a GPU)")
     args = ap.parse_args(argv)
