@@ -48,8 +48,8 @@ def run_mode(checkpoint: str, n: int, buckets: bool, cache: str | None) -> dict:
     import jax
 
     if cache:
-        from lsm_jax.inference.buckets import enable_compilation_cache
-        enable_compilation_cache(cache)
+        from lsm_jax import compile_cache
+        compile_cache.configure(cache)
     from lsm_jax.inference.forward import Upscaler
     from lsm_jax.inference.runner import InferenceOptions, build_upscale_fn
 

@@ -10,7 +10,8 @@ forward+backward (value and grad of a real loss), every strategy with its main o
 For each point it reports:
 
   time_s      median over the timed repeats after compilation; compile_s: lower + compile
-  gbps        effective bytes/s: 24 bytes per element forward (read a, x; write h), 64 fwd+bwd
+  gbps        effective bytes/s: 24 bytes per element forward (read a, x; write h), 64 fwd+bwd;
+              for the bf16 (re, im) pair rows 16 and 44 (x, h and their cotangents in 4 bytes)
   floor_s     those bytes at the copy bandwidth measured in this run (an elementwise pass reading two
               float32 arrays and writing one, 24 bytes per complex element; taken at the start and
               the end of the run, the median used); over_floor = time_s / floor_s
@@ -41,7 +42,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lsm_jax.scan import linear_recurrence, pick_impl  # noqa: E402
+from lsm_jax.scan import ComplexPair, linear_recurrence, pick_impl  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N = 32
@@ -102,17 +103,22 @@ def scan_fn(impl, opts, mode, reverse=False, bidirectional=False):
         return h
     if mode == "fwd":
         return forward
-    loss = lambda a, x: jnp.sum(jnp.real(forward(a, x)))  # noqa: E731
+
+    def loss(a, x):
+        h = forward(a, x)
+        return jnp.sum(h.re.astype(jnp.float32)) if isinstance(h, ComplexPair) else jnp.sum(jnp.real(h))
     return jax.value_and_grad(loss, argnums=(0, 1))
 
 
 def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="complex64", **kw):
     t, compile_s, compiled = timed(scan_fn(impl, opts, mode, **kw), (a, x), reps)
     elements = b * length * N
-    nbytes = (24 if mode == "fwd" else 64) * elements * (2 if kw.get("bidirectional") else 1)
+    per_element = (24 if mode == "fwd" else 64) if dtype == "complex64" else (16 if mode == "fwd" else 44)
+    nbytes = per_element * elements * (2 if kw.get("bidirectional") else 1)
     err = None
     if mode == "fwd" and h64 is not None:
-        h = np.asarray(compiled(a, x), np.complex128)
+        h = compiled(a, x)
+        h = np.asarray(h.to_complex() if isinstance(h, ComplexPair) else h, np.complex128)
         err = float(np.max(np.abs(h - h64)) / np.max(np.abs(h64)))
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
@@ -153,6 +159,15 @@ def scan_grid(quick: bool, reps: int):
         rows.append(run_point(label + "_bidir", impl, opts, b, length, "fwd", reps, bw0, a, x, None,
                               bidirectional=True))
         print(json.dumps(rows[-1]), flush=True)
+    # complex in bf16 (re, im) planes: x and h stored in bf16, the state in float32
+    x16 = ComplexPair.from_complex(x, jnp.bfloat16)
+    h64p = float64_loop(a, np.asarray(x16.to_complex()))
+    for label, impl, opts in [("sequential", "sequential", {}), ("two_pass_256", "two_pass", dict(chunk=256)),
+                              ("two_pass_1024", "two_pass", dict(chunk=1024)), ("auto", "auto", {})]:
+        for mode in ("fwd", "fwd_bwd"):
+            rows.append(run_point(label + "_bf16pairs", impl, opts, b, length, mode, reps, bw0, a, x16, h64p,
+                                  dtype="bf16_pairs"))
+            print(json.dumps(rows[-1]), flush=True)
     rows += memory_rows()
     bw1 = copy_bandwidth(4 * 65536 * N, reps)
     print(json.dumps(dict(kind="copy_bandwidth", start_gbps=bw0 / 1e9, end_gbps=bw1 / 1e9)), flush=True)
@@ -163,15 +178,18 @@ def memory_rows(b=16, length=16384):
     """Peak temporary memory of value-and-grad at (16, 16384), compiled only: the custom VJP against
     autodiff through the strategy (custom_vjp=False)."""
     spec = jax.ShapeDtypeStruct((b, length, N), jnp.complex64)
+    plane = jax.ShapeDtypeStruct((b, length, N), jnp.bfloat16)
     rows = []
-    for label, impl, opts in [("associative", "associative", {}), ("two_pass_256", "two_pass", dict(chunk=256)),
-                              ("sequential", "sequential", {})]:
+    for label, impl, opts, x_spec in [
+            ("associative", "associative", {}, spec), ("two_pass_256", "two_pass", dict(chunk=256), spec),
+            ("sequential", "sequential", {}, spec),
+            ("two_pass_256_bf16pairs", "two_pass", dict(chunk=256), ComplexPair(plane, plane))]:
         for custom in (True, False):
             fn = scan_fn(impl, dict(opts, custom_vjp=custom), "fwd_bwd")
-            mem = jax.jit(fn).lower(spec, spec).compile().memory_analysis()
+            mem = jax.jit(fn).lower(spec, x_spec).compile().memory_analysis()
             rows.append(dict(kind="memory", strategy=f"{label}{'' if custom else '_autodiff'}", impl=impl,
                              options=json.dumps(dict(opts, custom_vjp=custom)), B=b, L=length, N=N,
-                             dtype="complex64", mode="fwd_bwd",
+                             dtype="complex64" if x_spec is spec else "bf16_pairs", mode="fwd_bwd",
                              temp_E=round(mem.temp_size_in_bytes / (8 * b * length * N), 2),
                              platform=jax.default_backend(), jax=jax.__version__))
             print(json.dumps(rows[-1]), flush=True)

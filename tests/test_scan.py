@@ -2,7 +2,9 @@
 lengths, |a| → 1; gradients against jax.grad through the sequential oracle; the sharded scan on 4
 and 8 fake devices; the Pallas TPU kernel compiled ahead of time when libtpu is installed."""
 
+import contextlib
 import importlib.util
+import io
 import os
 
 import jax
@@ -10,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsm_jax.scan import SCAN_IMPLS, linear_recurrence
+from lsm_jax.scan import SCAN_IMPLS, ComplexPair, linear_recurrence
 
 STRATEGIES = ['sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'sharded']
 
@@ -87,6 +89,43 @@ def test_axis_zero_real_inputs_and_bfloat16_storage():
         h16 = linear_recurrence(a, jnp.asarray(x, jnp.bfloat16), axis=0, impl=impl)
         assert h16.dtype == jnp.bfloat16 and _rel(h16.astype(np.float32), h_ref.real) <= 1e-2
 
+
+
+@pytest.mark.parametrize('impl', STRATEGIES)
+def test_complex_pairs_in_bfloat16(impl):
+    from jax import ad_checkpoint
+
+    a, z, h0 = _case(11, (2, 777, 3), 1, (3,), 0.99999, True)
+    x = ComplexPair.from_complex(z, jnp.bfloat16)
+    run = jax.jit(lambda a, x, h0: linear_recurrence(a, x, h0=h0, reverse=True, return_last=True, impl=impl,
+                                                     **_options(impl)))
+    h, last = run(a, x, ComplexPair.from_complex(h0, jnp.float32))
+    assert isinstance(h, ComplexPair) and h.dtype == jnp.bfloat16 and h.shape == z.shape
+    assert isinstance(last, ComplexPair) and last.dtype == jnp.float32
+    # The state is carried in float32: h is the exact recurrence on the bf16-rounded x, rounded once.
+    h_ref, last_ref = numpy_loop(a, np.asarray(x.to_complex()), 1, True, h0)
+    assert _rel(h.to_complex(), h_ref) <= 8e-3 and _rel(last.to_complex(), last_ref) <= 2e-5
+
+    def loss(x):
+        h = linear_recurrence(a, x, impl=impl, **_options(impl))
+        return jnp.sum(h.re.astype(jnp.float32) * 0.3 - h.im.astype(jnp.float32))
+    grad = jax.grad(loss)(x)
+    ref = jax.grad(lambda z: jnp.sum(jnp.real(linear_recurrence(a, z, impl='sequential', custom_vjp=False))
+                                     * 0.3 - jnp.imag(linear_recurrence(a, z, impl='sequential',
+                                                                        custom_vjp=False))))(x.to_complex())
+    assert isinstance(grad, ComplexPair) and grad.dtype == jnp.bfloat16
+    assert _rel(grad.to_complex(), np.conj(np.asarray(ref))) <= 1e-2
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ad_checkpoint.print_saved_residuals(loss, x)
+    saved = printed.getvalue()              # the backward keeps h as two bf16 planes, no complex64 copy
+    assert 'c64[2,777,3]' not in saved and saved.count('bf16[2,777,3]') == 2, saved
+
+
+def test_mismatched_pair_is_refused():
+    x = ComplexPair(jnp.zeros((2, 5, 3), jnp.bfloat16), jnp.zeros((2, 5, 3), jnp.float32))
+    with pytest.raises(ValueError, match='x is a ComplexPair with planes'):
+        linear_recurrence(jnp.ones((3,)), x)
 
 @pytest.mark.parametrize('impl', STRATEGIES)
 @pytest.mark.parametrize('length, reverse', [(5, False), (300, True)])

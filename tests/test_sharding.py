@@ -146,3 +146,22 @@ def test_remat_and_bfloat16_inside_the_sharded_step(single_device):
     for tree in (bf16_state.params, bf16_state.ema_params, bf16_state.opt_state[0].mu, bf16_state.opt_state[0].nu):
         assert {x.dtype for x in jax.tree.leaves(tree)} == {np.dtype(np.float32)}
     assert [_spec(x) for x in jax.tree.leaves(bf16_state.params)] == [_spec(x) for x in jax.tree.leaves(state.params)]
+
+
+@pytest.mark.parametrize("semantics, mesh_axis, shape", [("paper", "model", (2, 2, 2)),
+                                                         ("reference", "data", (8, 1, 1))])
+def test_sequence_sharded_scan_inside_the_training_step(single_device, semantics, mesh_axis, shape):
+    """`config.model.scan.impl = 'sharded'` in `train`'s step: under paper semantics each image's
+    tokens split over 'model', under reference semantics the batch-axis recurrence over 'data' (where
+    the batch already lies). Same losses as the sequential scan (paper: the single-device run)."""
+    init = single_device[2]
+    mesh = sharding.make_mesh(*shape)
+    scan = {"model.scan.impl": "sharded", "model.scan.mesh_axis": mesh_axis, "model.scan.inner": "two_pass",
+            "model.scan.chunk": 8, "model.semantics": semantics}
+    losses, _, _, norms = _three_steps(mesh, init, **scan)
+    if semantics == "paper":
+        ref_losses, ref_norms = single_device[0], single_device[3]
+    else:
+        ref_losses, _, _, ref_norms = _three_steps(mesh, init, **{"model.semantics": semantics})
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
+    np.testing.assert_allclose(norms, ref_norms, rtol=2e-4)

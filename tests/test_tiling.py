@@ -144,21 +144,6 @@ def test_buckets_few_shapes_exact_crop():
     assert seen[-1] == seen[-2] == (48, 48, 3)
 
 
-def test_compile_cache_goes_where_told(tmp_path, monkeypatch):
-    import jax
-    monkeypatch.setenv("LSM_JAX_CACHE_DIR", str(tmp_path / "c"))
-    assert buckets.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("LSM_JAX_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert buckets.cache_dir() == tmp_path / "x" / "lsm-jax" / "jax"
-    before = jax.config.jax_compilation_cache_dir
-    try:
-        assert buckets.enable_compilation_cache(tmp_path / "c") == tmp_path / "c"
-        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c") and (tmp_path / "c").is_dir()
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)
-
-
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     from fixture_checkpoint import tiny_checkpoint

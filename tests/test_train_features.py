@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lsm_jax.model import smu
-from lsm_jax.training import compile_cache, lr_scaling, loop, reporting, sharding
+from lsm_jax.training import lr_scaling, loop, reporting, sharding
 from lsm_jax.training.step import TrainingError, build, check_config, split_micro_batches
 from test_train import micro_config
 
@@ -102,20 +102,3 @@ def test_run_logs_throughput_writes_a_profile_and_fills_the_compile_cache(tmp_pa
     assert "perf/mfu" not in records[0]  # a CPU is not in the chip table
     assert list((tmp_path / "w" / "profile").rglob("*.xplane.pb")), "no profiler trace written"
     assert any(cache.iterdir()), "the compilation cache stayed empty"
-
-
-def test_compile_cache_auto_keeps_jax_setting_else_uses_the_user_cache(tmp_path, monkeypatch):
-    from jax.experimental.compilation_cache import compilation_cache as cc
-    names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache")
-    old = {k: getattr(jax.config, k) for k in names}
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "set_by_jax"))
-        assert compile_cache.configure("auto") == str(tmp_path / "set_by_jax")
-        jax.config.update("jax_compilation_cache_dir", None)
-        assert compile_cache.configure("auto") == str(tmp_path / "user_cache" / "lsm_jax" / "jax")
-        assert compile_cache.configure("") is None and not jax.config.jax_enable_compilation_cache
-    finally:
-        for key, value in old.items():
-            jax.config.update(key, value)
-        cc.reset_cache()

@@ -44,8 +44,8 @@ def _checkpoint_upscalers(path: str, scale: int, args) -> list[tuple[str, Upscal
     except ValueError as e:
         raise SystemExit(f"evaluate: --max-memory: {e}") from None
     if not args.no_cache:
-        from lsm_jax.inference.buckets import enable_compilation_cache
-        enable_compilation_cache()
+        from lsm_jax import compile_cache
+        compile_cache.configure()
     try:
         up = Upscaler.from_checkpoint(path, **({} if args.dtype == "float32" else {"dtype": args.dtype}))
     except Exception as e:  # any load failure becomes one line naming the folder

@@ -1,4 +1,4 @@
-"""Few compiled shapes for many image sizes: bucketed padding, and JAX's persistent compile cache.
+"""Few compiled shapes for many image sizes: bucketed padding (the compile cache: `lsm_jax.compile_cache`).
 
 A jitted forward compiles once per input shape (about 1 s for a tiny model on CPU, tens of seconds
 for LSM). `bucketed` reflect-pads each image up to the next bucket side (a multiple of the attention
@@ -9,17 +9,14 @@ near the border, so `evaluate` keeps it off unless asked (measured in docs/readm
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 
-__all__ = ["bucket_side", "bucketed", "cache_dir", "enable_compilation_cache"]
+__all__ = ["bucket_side", "bucketed"]
 
 def bucket_side(side: int, window: int) -> int:
     """The smallest bucket side >= `side`, a multiple of `window`.
@@ -55,33 +52,3 @@ def bucketed(upscale_fn: UpscaleFn, scale: int, window: int) -> UpscaleFn:
         return np.asarray(upscale_fn(padded))[: h * scale, : w * scale]
 
     return fn
-
-
-def cache_dir() -> Path:
-    """The user's compile cache folder: $LSM_JAX_CACHE_DIR, else $XDG_CACHE_HOME/lsm-jax/jax, else
-    ~/.cache/lsm-jax/jax."""
-    if os.environ.get("LSM_JAX_CACHE_DIR"):
-        return Path(os.environ["LSM_JAX_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lsm-jax" / "jax"
-
-
-def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path | None:
-    """Turn on JAX's persistent compilation cache in `directory` (default `cache_dir()`).
-
-    Returns the folder, or None (with a warning) if it cannot be created: a cache is never a reason
-    to fail a run.
-    """
-    import jax
-
-    path = Path(directory) if directory is not None else cache_dir()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        logging.getLogger(__name__).warning("compile cache disabled: cannot create %s (%s)", path, exc)
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    # Cache every compile that takes a noticeable time (the default 1 s misses the tiny models).
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return path

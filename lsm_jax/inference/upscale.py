@@ -180,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-buckets", action="store_true",
                    help="compile for every image size exactly (default: reflect-pad to a few bucket shapes)")
     p.add_argument("--no-cache", action="store_true",
-                   help="do not use the persistent compilation cache (~/.cache/lsm-jax/jax)")
+                   help="do not use the persistent compilation cache ($LSM_JAX_CACHE_DIR or ~/.cache/lsm-jax/jax)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
@@ -246,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: ignoring {ignored} non-image file(s) in {args.input}", file=sys.stderr)
 
     if not args.no_cache:
-        from lsm_jax.inference.buckets import enable_compilation_cache
-        enable_compilation_cache()
+        from lsm_jax import compile_cache
+        compile_cache.configure()
     upscaler = _load_upscaler(args.checkpoint, args.dtype)
     scale = int(upscaler.scale)
     fn: UpscaleFn = upscaler

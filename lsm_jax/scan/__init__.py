@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from lsm_jax.scan.associative import scan_associative
 from lsm_jax.scan.chunked import scan_chunked, scan_two_pass
 from lsm_jax.scan.common import to_canonical
+from lsm_jax.scan.pairs import ComplexPair, check_pair, narrow, widen
 from lsm_jax.scan.sequential import scan_sequential
 from lsm_jax.scan.sharded import scan_sharded
 from lsm_jax.scan.vjp import recurrence
@@ -106,11 +107,18 @@ def linear_recurrence(a: jax.Array, x: jax.Array, *, axis: int = 1, reverse: boo
 
     reverse: h_k = a_k ⊙ h_{k+1} + x_k, from h0 after the last element. `a` broadcasts against x
     (pass λ of shape (N,) as it is). x, a: float32 / complex64, or bfloat16 x (stored in bf16, carried
-    in float32 where the strategy loops). Returns h (x's shape), or (h, h_last) with return_last,
-    h_last = the state after the final step in scan direction (x's shape without `axis`).
+    in float32 where the strategy loops), or complex as a `ComplexPair` of bf16/float32 planes (then h
+    is a pair of x's plane dtype and h_last a pair of float32 planes; `lsm_jax.scan.pairs`). Returns h
+    (x's shape), or (h, h_last) with return_last, h_last = the state after the final step in scan
+    direction (x's shape without `axis`).
     """
     check_options(impl, options)
     opts = {**SCAN_OPTIONS, **options}
+    pair_dtype = x.dtype if isinstance(x, ComplexPair) else None
+    for name, value in (('a', a), ('x', x), ('h0', h0)):
+        if isinstance(value, ComplexPair):
+            check_pair(value, name)
+    a, x, h0 = widen(a), widen(x), widen(h0)
     axis = axis % x.ndim
     a3, x3 = to_canonical(jnp.asarray(a), jnp.asarray(x), axis)
     p, length, q = x3.shape
@@ -122,11 +130,13 @@ def linear_recurrence(a: jax.Array, x: jax.Array, *, axis: int = 1, reverse: boo
     if opts['custom_vjp']:
         dtype = jnp.promote_types(jnp.result_type(a3.dtype, x3.dtype), jnp.float32)
         start = jnp.zeros((p, q), dtype) if h0_3 is None else h0_3
-        h, h_last = recurrence(fn, bool(reverse), h0_3 is not None, a3, x3, start)
+        h, h_last = recurrence(fn, bool(reverse), h0_3 is not None, pair_dtype, a3, x3, start)
     else:
         h, h_last = fn(a3, x3, h0_3, bool(reverse))
-    h = h.reshape(x.shape)
-    return (h, h_last.reshape(last_shape)) if return_last else h
+    h, h_last = h.reshape(x.shape), h_last.reshape(last_shape)
+    if pair_dtype is not None:
+        h, h_last = narrow(h, pair_dtype), narrow(h_last, jnp.float32)
+    return (h, h_last) if return_last else h
 
 
-__all__ = ['SCAN_IMPLS', 'SCAN_OPTIONS', 'check_options', 'linear_recurrence', 'pick_impl']
+__all__ = ['ComplexPair', 'SCAN_IMPLS', 'SCAN_OPTIONS', 'check_options', 'linear_recurrence', 'pick_impl']

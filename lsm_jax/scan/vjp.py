@@ -8,7 +8,8 @@ convention (gradients as conjugated cotangents) the same recurrence reads g = co
 `tests/test_scan.py` checks it against `jax.grad` through the sequential oracle for complex inputs.
 
 Only h (one E-sized buffer; a and x are the caller's) is saved for the backward pass, where autodiff
-through `associative_scan` keeps its log-depth tree of intermediates.
+through `associative_scan` keeps its log-depth tree of intermediates. For complex input given as bf16
+(re, im) planes (`save_dtype`), h is saved as planes of that dtype: half the bytes of complex64.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from lsm_jax.scan.common import shift_along
+from lsm_jax.scan.pairs import narrow, widen
 
 
 def _sum_to(value: jax.Array, shape: tuple) -> jax.Array:
@@ -34,19 +36,22 @@ def _like(value: jax.Array, ref: jax.Array) -> jax.Array:
     return value.astype(ref.dtype)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def recurrence(fn, reverse: bool, has_h0: bool, a3, x3, h0):
-    """fn(a3, x3, h0 | None, reverse) -> (h, h_last), differentiated by the reverse recurrence."""
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def recurrence(fn, reverse: bool, has_h0: bool, save_dtype, a3, x3, h0):
+    """fn(a3, x3, h0 | None, reverse) -> (h, h_last), differentiated by the reverse recurrence.
+    `save_dtype`: None, or the plane dtype a complex h is saved in for the backward pass."""
     return fn(a3, x3, h0 if has_h0 else None, reverse)
 
 
-def _fwd(fn, reverse, has_h0, a3, x3, h0):
+def _fwd(fn, reverse, has_h0, save_dtype, a3, x3, h0):
     h, h_last = fn(a3, x3, h0 if has_h0 else None, reverse)
-    return (h, h_last), (a3, jnp.zeros((0,), x3.dtype), h, h0)   # x's dtype only
+    saved = narrow(h, save_dtype) if save_dtype is not None and jnp.iscomplexobj(h) else h
+    return (h, h_last), (a3, jnp.zeros((0,), x3.dtype), saved, h0)   # x's dtype only
 
 
-def _bwd(fn, reverse, has_h0, res, cts):
-    a3, x_dtype, h, h0 = res
+def _bwd(fn, reverse, has_h0, save_dtype, res, cts):
+    a3, x_dtype, saved, h0 = res
+    h = widen(saved)
     ct_h, ct_last = cts
     last = 0 if reverse else -1               # the final step in scan direction
     first = -1 if reverse else 0

@@ -136,20 +136,13 @@ def score_run(run: Run, config: ml_collections.ConfigDict, summary: dict | None)
     return out
 
 
-def enable_compilation_cache(workdir: Path) -> None:
-    """Runs of a study share programs (same shapes): JAX's persistent cache compiles each once."""
-    import jax
-    if not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(workdir / ".xla_cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-
 def run_study(spec: dict[str, Any], sweep: Sweep, workdir: str | os.PathLike, *, run_index: int | None = None,
               num_runs: int | None = None, train: Callable | None = None) -> dict[str, Any]:
     """Runs this process's share of the study; returns {'done', 'skipped', 'failed', 'stopped'} counts.
 
     `train(config, workdir) -> summary` defaults to `lsm_jax.training.loop.train_and_evaluate`.
     """
+    from lsm_jax import compile_cache
     from lsm_jax.training import loop
     train = train or loop.train_and_evaluate
     workdir = Path(workdir).absolute()
@@ -162,7 +155,7 @@ def run_study(spec: dict[str, Any], sweep: Sweep, workdir: str | os.PathLike, *,
             raise SweepError(f"--workdir {workdir}: holds a different study ({diff}); use another --workdir")
     else:
         write_json(stored, spec)
-    enable_compilation_cache(workdir)
+    compile_cache.configure()   # the runs share programs (same shapes): each compiles once
     runs = select_runs(runs_of(workdir, sweep), run_index, num_runs)
     counts = dict(done=0, skipped=0, failed=0, stopped=False)
     for n, run in enumerate(runs, 1):

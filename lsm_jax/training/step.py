@@ -7,6 +7,7 @@ parameters' logical axis names (`lsm_jax.training.sharding`) and the state buffe
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, NamedTuple
 
 import jax
@@ -112,14 +113,19 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     With `config.grad_accum_steps = k > 1` the batch is split into k micro-batches
     (`split_micro_batches`) whose gradients a `lax.scan` averages before the one update: the same
     mean loss and gradient as the whole batch, with 1/k of the activations alive at once. With a
-    `mesh` the network's named activations are pinned to the rule table's layout."""
+    `mesh` the network's named activations are pinned to the rule table's layout, and when
+    `config.model.scan.impl` is 'sharded' the forward is traced under the mesh (`set_mesh` is not
+    allowed inside jit; its abstract mesh is), so the scan splits its axis over
+    `config.model.scan.mesh_axis`."""
     forward = make_train_forward(graphdef, rest, config)
     decay = float(config.ema_decay)
     k = int(config.get("grad_accum_steps", 1))
     hook = activation_hook(mesh, config)
+    sharded_scan = mesh is not None and config.model.scan.impl == "sharded"
 
     def loss_fn(params, lq, gt, key):
-        with activation_axes.constraining(hook):
+        under_mesh = jax.sharding.use_abstract_mesh(mesh.abstract_mesh) if sharded_scan else contextlib.nullcontext()
+        with activation_axes.constraining(hook), under_mesh:
             pred = forward(params, lq, key)
         return jnp.mean(jnp.abs(pred.astype(jnp.float32) - gt))
 
