@@ -9,7 +9,8 @@ forward+backward (value and grad of a real loss), every strategy with its main o
 `reverse` scan and a bidirectional pair (forward + reverse) for the best forward strategy.
 For each point it reports:
 
-  time_s      median over the timed repeats after compilation; compile_s: lower + compile
+  time_s      median over the timed repeats after compilation, inputs already on the device (as the
+              floor's); compile_s: lower + compile
   gbps        effective bytes/s: 24 bytes per element forward (read a, x; write h), 64 fwd+bwd;
               for the bf16 (re, im) pair rows 16 and 44 (x, h and their cotangents in 4 bytes)
   floor_s     those bytes at the copy bandwidth measured in this run (an elementwise pass reading two
@@ -50,7 +51,8 @@ N = 32
 STRATEGIES = [("sequential", "sequential", {}), ("sequential_u8", "sequential", dict(unroll=8)),
               ("associative", "associative", {}), ("chunked_64", "chunked", dict(chunk=64)),
               ("two_pass_64", "two_pass", dict(chunk=64)), ("two_pass_256", "two_pass", dict(chunk=256)),
-              ("two_pass_1024", "two_pass", dict(chunk=1024)), ("auto", "auto", {})]
+              ("two_pass_1024", "two_pass", dict(chunk=1024)), ("ffi", "ffi", {}),
+              ("ffi_1thread", "ffi", dict(threads=1)), ("auto", "auto", {})]
 FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode", "time_s", "compile_s", "gbps",
           "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "jax")
 
@@ -111,6 +113,7 @@ def scan_fn(impl, opts, mode, reverse=False, bidirectional=False):
 
 
 def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="complex64", **kw):
+    a, x = jax.device_put(a), jax.device_put(x)   # as the floor's: no host transfer inside the timing
     t, compile_s, compiled = timed(scan_fn(impl, opts, mode, **kw), (a, x), reps)
     elements = b * length * N
     per_element = (24 if mode == "fwd" else 64) if dtype == "complex64" else (16 if mode == "fwd" else 44)
@@ -146,14 +149,15 @@ def scan_grid(quick: bool, reps: int):
             for mode in ("fwd", "fwd_bwd"):
                 for label, impl, opts in strategies:
                     if not quick or mode == "fwd" or label in ("sequential", "associative", "two_pass_1024",
-                                                               "two_pass_256", "auto"):
+                                                               "two_pass_256", "ffi", "auto"):
                         rows.append(run_point(label, impl, opts, b, length, mode, reps, bw0, a, x, h64))
                         print(json.dumps(rows[-1]), flush=True)
     # reverse, a bidirectional pair, and bf16 storage at (4, 65536)
     b, length = 4, 65536
     a, x = inputs(b, length)
     h64r = float64_loop(a, x, reverse=True)
-    for label, impl, opts in [("two_pass_1024", "two_pass", dict(chunk=1024)), ("sequential", "sequential", {})]:
+    for label, impl, opts in [("two_pass_1024", "two_pass", dict(chunk=1024)), ("sequential", "sequential", {}),
+                              ("ffi", "ffi", {})]:
         rows.append(run_point(label + "_reverse", impl, opts, b, length, "fwd", reps, bw0, a, x, h64r, reverse=True))
         print(json.dumps(rows[-1]), flush=True)
         rows.append(run_point(label + "_bidir", impl, opts, b, length, "fwd", reps, bw0, a, x, None,
@@ -163,7 +167,8 @@ def scan_grid(quick: bool, reps: int):
     x16 = ComplexPair.from_complex(x, jnp.bfloat16)
     h64p = float64_loop(a, np.asarray(x16.to_complex()))
     for label, impl, opts in [("sequential", "sequential", {}), ("two_pass_256", "two_pass", dict(chunk=256)),
-                              ("two_pass_1024", "two_pass", dict(chunk=1024)), ("auto", "auto", {})]:
+                              ("two_pass_1024", "two_pass", dict(chunk=1024)), ("ffi", "ffi", {}),
+                              ("auto", "auto", {})]:
         for mode in ("fwd", "fwd_bwd"):
             rows.append(run_point(label + "_bf16pairs", impl, opts, b, length, mode, reps, bw0, a, x16, h64p,
                                   dtype="bf16_pairs"))
@@ -182,7 +187,7 @@ def memory_rows(b=16, length=16384):
     rows = []
     for label, impl, opts, x_spec in [
             ("associative", "associative", {}, spec), ("two_pass_256", "two_pass", dict(chunk=256), spec),
-            ("sequential", "sequential", {}, spec),
+            ("sequential", "sequential", {}, spec), ("ffi", "ffi", {}, spec),
             ("two_pass_256_bf16pairs", "two_pass", dict(chunk=256), ComplexPair(plane, plane))]:
         for custom in (True, False):
             fn = scan_fn(impl, dict(opts, custom_vjp=custom), "fwd_bwd")
@@ -204,7 +209,8 @@ def model_grid(reps: int):
     rows = []
     for name, variant, scale in [("light_x4_64", "lsm_light", 4), ("s_x2_64", "lsm_s", 2)]:
         for label, impl, opts in [("sequential", "sequential", {}), ("associative", "associative", {}),
-                                  ("two_pass_256", "two_pass", dict(chunk=256)), ("auto", "auto", {})]:
+                                  ("two_pass_256", "two_pass", dict(chunk=256)), ("ffi", "ffi", {}),
+                                  ("auto", "auto", {})]:
             cfg = network_config(variant, scale)
             cfg.semantics = "paper"
             cfg.scan.update(dict(impl=impl, **opts))

@@ -79,7 +79,7 @@ def test_lru_internals_first_sorted_positions(arrays, reference_run, ours, their
 
 # Every scan strategy through the whole network; 'sharded' splits the scanned axis over 4 devices.
 SCANS = [dict(impl='sequential'), dict(impl='associative'), dict(impl='chunked', chunk=8),
-         dict(impl='two_pass', chunk=8), dict(impl='pallas', block_len=32),
+         dict(impl='two_pass', chunk=8), dict(impl='pallas', block_len=32), dict(impl='ffi'),
          dict(impl='sharded', mesh_axis='seq', inner='two_pass', chunk=8)]
 
 
@@ -189,7 +189,7 @@ def sequential_training_grads():
         return x, y, *_loss_and_grads(cfg, x, y)
 
 
-@pytest.mark.parametrize('scan', [SCANS[3], SCANS[5]], ids=lambda s: s['impl'])
+@pytest.mark.parametrize('scan', [SCANS[3], SCANS[5], SCANS[6]], ids=lambda s: s['impl'])
 def test_training_loss_and_gradients_under_every_scan(sequential_training_grads, scan):
     """The training forward (paper semantics, Gumbel categories, drop path) and its gradients with
     the strategies whose backward differs most from autodiff of lax.scan (the others: test_scan)."""

@@ -14,7 +14,13 @@ import pytest
 
 from lsm_jax.scan import SCAN_IMPLS, ComplexPair, linear_recurrence
 
-STRATEGIES = ['sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'sharded']
+STRATEGIES = ['sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'ffi', 'sharded']
+
+
+def _ffi_or_skip(impl: str) -> None:
+    from lsm_jax.scan import ffi
+    if impl == 'ffi' and ffi._compiler() is None:     # with a compiler, a failed build fails the test
+        pytest.skip("no C++ compiler for the 'ffi' kernel")
 
 
 def _mesh(devices: int):
@@ -60,6 +66,7 @@ CASES = [(1, False, 'full', True), (2, True, 'channel', True), (3, False, 'step'
 @pytest.mark.parametrize('impl', STRATEGIES)
 @pytest.mark.parametrize('length, reverse, broadcast, with_h0', CASES)
 def test_values_against_float64_loop(impl, length, reverse, broadcast, with_h0):
+    _ffi_or_skip(impl)
     shape = (2, length, 3)
     a_shape = dict(full=shape, channel=(3,), step=(1, length, 1))[broadcast]
     a, x, h0 = _case(length, shape, 1, a_shape, 0.99999, with_h0)
@@ -71,8 +78,9 @@ def test_values_against_float64_loop(impl, length, reverse, broadcast, with_h0):
     assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
 
 
-@pytest.mark.parametrize('impl', ['associative', 'two_pass'])
+@pytest.mark.parametrize('impl', ['associative', 'two_pass', 'ffi'])
 def test_long_sequence_near_unit_modulus(impl):
+    _ffi_or_skip(impl)
     a, x, _ = _case(7, (2, 65536, 2), 1, (2, 65536, 2), 0.9999, False)
     h = jax.jit(lambda a, x: linear_recurrence(a, x, impl=impl))(a, x)
     h_ref = jax.jit(lambda a, x: linear_recurrence(a, x, impl='sequential'))(a, x)
@@ -83,7 +91,8 @@ def test_axis_zero_real_inputs_and_bfloat16_storage():
     rng = np.random.default_rng(3)
     a, x = rng.uniform(0.5, 0.99, (300, 4)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)
     h_ref, _ = numpy_loop(a, x, 0, False, None)
-    for impl in ('sequential', 'two_pass'):
+    for impl in ('sequential', 'two_pass', 'ffi'):
+        _ffi_or_skip(impl)
         h = linear_recurrence(a, x, axis=0, impl=impl)
         assert h.dtype == jnp.float32 and _rel(h, h_ref.real) <= 1e-5
         h16 = linear_recurrence(a, jnp.asarray(x, jnp.bfloat16), axis=0, impl=impl)
@@ -93,6 +102,7 @@ def test_axis_zero_real_inputs_and_bfloat16_storage():
 
 @pytest.mark.parametrize('impl', STRATEGIES)
 def test_complex_pairs_in_bfloat16(impl):
+    _ffi_or_skip(impl)
     from jax import ad_checkpoint
 
     a, z, h0 = _case(11, (2, 777, 3), 1, (3,), 0.99999, True)
@@ -130,6 +140,7 @@ def test_mismatched_pair_is_refused():
 @pytest.mark.parametrize('impl', STRATEGIES)
 @pytest.mark.parametrize('length, reverse', [(5, False), (300, True)])
 def test_gradients_against_sequential_autodiff(impl, length, reverse):
+    _ffi_or_skip(impl)
     a, x, h0 = _case(length, (2, length, 3), 1, (2, length, 3), 0.9999, True)
     lam = a[0, 0]                                           # a per-channel λ: its gradient sums over B, L
     weights = np.random.default_rng(1).normal(size=(2, length, 3))
@@ -145,11 +156,12 @@ def test_gradients_against_sequential_autodiff(impl, length, reverse):
         assert _rel(g, np.asarray(g_ref)) <= 5e-5
 
 
-@pytest.mark.parametrize('devices', [4, 8])
-def test_sharded_on_fake_devices(devices):
+@pytest.mark.parametrize('devices, inner', [(4, 'two_pass'), (8, 'two_pass'), (4, 'ffi')])
+def test_sharded_on_fake_devices(devices, inner):
+    _ffi_or_skip(inner)
     a, x, h0 = _case(devices, (2, 1000, 3), 1, (3,), 0.999, True)
     run = jax.jit(lambda a, x, h0: linear_recurrence(a, x, h0=h0, return_last=True, impl='sharded',
-                                                     **_options('sharded', devices)))
+                                                     **dict(_options('sharded', devices), inner=inner)))
     h, last = run(a, x, h0)
     h_ref, last_ref = numpy_loop(a, x, 1, False, h0)
     assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
@@ -165,6 +177,8 @@ def test_bad_arguments_are_rejected():
         linear_recurrence(jnp.ones((2, 3)), jnp.ones((2, 3)), axis=1, h0=jnp.ones(3))
     with pytest.raises(ValueError, match='needs mesh_axis'):
         linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='sharded')
+    with pytest.raises(ValueError, match='threads must be an int >= 0'):
+        linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='ffi', threads=-1)
     assert set(STRATEGIES) | {'auto'} == set(SCAN_IMPLS)
 
 
@@ -183,3 +197,20 @@ def test_pallas_kernel_compiles_for_a_tpu():
     compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(spec, spec).compile()
     assert compiled.memory_analysis().argument_size_in_bytes == 2 * 2 * 1024 * 32 * 8
     assert 'tpu_custom_call' in compiled.as_text() or 'mosaic' in compiled.as_text().lower()
+
+
+def test_auto_picks_the_ffi_kernel_on_one_cpu_device_and_falls_back_without_a_compiler(tmp_path):
+    import subprocess
+    import sys
+    code = "from lsm_jax.scan import pick_impl; print(pick_impl(4096), pick_impl(100))"
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}      # one CPU device
+    one = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr
+    from lsm_jax.scan import ffi
+    assert one.stdout.split() == (['ffi', 'ffi'] if ffi._compiler() else ['two_pass', 'sequential'])
+    bare = dict(env, CXX='', PATH=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / 'cache'))   # no compiler
+    none = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=bare)
+    assert none.returncode == 0, none.stderr
+    assert none.stdout.split() == ['two_pass', 'sequential']
+    from lsm_jax.scan import pick_impl
+    assert jax.device_count() == 8 and pick_impl(4096) == 'two_pass'    # several devices: XLA's strategies

@@ -60,6 +60,37 @@ def test_tiled_equals_whole_image_for_a_local_model():
     assert tiling.tiled(fn, 2, tile=64)(lr).shape == (106, 82, 3)   # fits: the whole image
 
 
+def test_with_buckets_tiles_of_many_image_sizes_share_ladder_shapes():
+    """Buckets on: the tile cap is a ladder size and every tile a ladder size, so the bucketed
+    forward gets them unpadded, a folder of sizes compiles a few shapes, and the output is still the
+    blend of exact tiles (a local model: equal to the whole image)."""
+    cfg = network_config("tiny", 2)
+    seen = []
+
+    def fn(x):
+        seen.append(x.shape[:2])
+        return conv_toy(x)
+
+    opts = InferenceOptions(tile=100, overlap=8, buckets=True)
+    run = TiledRunner(buckets.bucketed(fn, 2, 8), cfg, opts, align=8)
+    plain = TiledRunner(fn, cfg, InferenceOptions(tile=100, overlap=8), align=8)
+    sizes = [(300, 200), (310, 290), (333, 250), (290, 301), (257, 263), (411, 199)]
+    for k, (h, w) in enumerate(sizes):
+        lr = np.random.default_rng(k).random((h, w, 3), dtype=np.float32)
+        np.testing.assert_allclose(run(lr), conv_toy(lr), atol=1e-5)
+    assert set(run.tiles_used) == {buckets.bucket_floor(100, 8)} == {96}
+    ladder = {buckets.bucket_side(n, 8) for n in range(1, 200)}
+    assert {d for shape in seen for d in shape} <= ladder
+    plain_shapes = set()
+    plain.forward = lambda x: (plain_shapes.add(x.shape[:2]), conv_toy(x))[1]
+    for k, (h, w) in enumerate(sizes):
+        plain(np.random.default_rng(k).random((h, w, 3), dtype=np.float32))
+    assert len(set(seen)) < len(plain_shapes)            # fewer programs than exact per-image tiles
+    assert buckets.bucket_floor(100, 8) == 96 and buckets.bucket_floor(7, 8) == 8
+    assert all(buckets.bucket_side(buckets.bucket_floor(n, 8), 8) == buckets.bucket_floor(n, 8)
+               for n in range(8, 2000, 7))
+
+
 class _OOM(RuntimeError):
     pass
 

@@ -16,7 +16,8 @@ import numpy as np
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 
-__all__ = ["bucket_side", "bucketed"]
+__all__ = ["bucket_floor", "bucket_side", "bucketed"]
+
 
 def bucket_side(side: int, window: int) -> int:
     """The smallest bucket side >= `side`, a multiple of `window`.
@@ -37,6 +38,14 @@ def bucket_side(side: int, window: int) -> int:
             if m * octave >= units:
                 return int(m * octave) * window
         octave *= 2
+
+
+def bucket_floor(side: int, window: int) -> int:
+    """The largest bucket side <= `side` (at least `window`): a tile cap whose tiles need no padding."""
+    units = max(side // window, 1)
+    while bucket_side(units * window, window) != units * window:
+        units -= 1
+    return units * window
 
 
 def bucketed(upscale_fn: UpscaleFn, scale: int, window: int) -> UpscaleFn:

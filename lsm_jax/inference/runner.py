@@ -20,7 +20,7 @@ import numpy as np
 
 from lsm_jax.inference.budget import (FIXED_BYTES, default_budget, format_size, tile_for_budget,
                                      whole_image_bytes)
-from lsm_jax.inference.buckets import bucketed
+from lsm_jax.inference.buckets import bucket_floor, bucket_side, bucketed
 from lsm_jax.inference.ensemble import self_ensemble
 from lsm_jax.inference.tiling import is_out_of_memory, shrink_tile, tiled
 
@@ -71,6 +71,8 @@ class TiledRunner:
                                batch=self.batch, minimum=self.min_tile)
         if self.cap is not None:
             side = min(side, self.cap)
+        if self.opts.buckets:       # a ladder size: its tiles reach the bucketed forward unpadded
+            side = max(bucket_floor(side, self.align), self.align)
         return None if side >= max(h, w) else side
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
@@ -78,8 +80,9 @@ class TiledRunner:
         tile = self._tile_for(h, w)
         while True:
             try:
+                sizes = (lambda n: bucket_side(n, self.align)) if self.opts.buckets else None
                 fn = self.forward if tile is None else tiled(self.forward, self.scale, tile, self.opts.overlap,
-                                                             align=self.align)
+                                                             align=self.align, sizes=sizes)
                 out = fn(lr)
                 self.tiles_used.append(tile)
                 return out
@@ -88,6 +91,8 @@ class TiledRunner:
                     raise
                 current = tile if tile is not None else (max(h, w) // self.align) * self.align
                 smaller = shrink_tile(current, self.align, self.min_tile)
+                if smaller is not None and self.opts.buckets:
+                    smaller = bucket_floor(smaller, self.align)
                 if smaller is None:
                     raise MemoryError(f"out of memory even with {current}x{current} tiles "
                                       f"(budget {format_size(self.budget)}): {exc}") from exc

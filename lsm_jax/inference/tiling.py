@@ -42,12 +42,15 @@ class AxisPlan:
         return [(s, s + self.size) for s in self.starts]
 
 
-def plan_axis(length: int, tile: int, overlap: int, align: int = 1) -> AxisPlan:
+def plan_axis(length: int, tile: int, overlap: int, align: int = 1,
+              sizes: Callable[[int], int] | None = None) -> AxisPlan:
     """Cover [0, length) with equal tiles of at most `tile` pixels overlapping by >= `overlap`.
 
     The tile count is the smallest that fits; the common size is then the smallest multiple of
-    `align` that still gives the overlap (never above `tile`, which callers keep aligned), and the
-    starts are spread evenly from 0 to length - size.
+    `align` that still gives the overlap (never above `tile`, which callers keep aligned), or, with
+    `sizes` (a ladder: the smallest allowed size >= n), the ladder's size for it, so that images of
+    many sizes share a few tile shapes (`tile` is then a ladder size too); the starts are spread
+    evenly from 0 to length - size.
     """
     if tile < 1 or overlap < 0 or align < 1:
         raise ValueError(f"tile {tile}, overlap {overlap}, align {align}: need tile >= 1, overlap >= 0")
@@ -56,7 +59,7 @@ def plan_axis(length: int, tile: int, overlap: int, align: int = 1) -> AxisPlan:
     overlap = min(overlap, tile - 1)
     k = math.ceil((length - overlap) / (tile - overlap))
     size = math.ceil((length + (k - 1) * overlap) / k)
-    size = min(tile, math.ceil(size / align) * align, length)
+    size = min(tile, sizes(size) if sizes is not None else math.ceil(size / align) * align, length)
     if size >= length:
         return AxisPlan(length, length, (0,))
     starts = tuple(int(round(i * (length - size) / (k - 1))) for i in range(k))
@@ -95,17 +98,18 @@ def blend_weights_2d(wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
 
 
 def tiled(upscale_fn: UpscaleFn, scale: int, tile: int, overlap: int = 16, *, align: int = 1,
-          margin: int | None = None) -> UpscaleFn:
+          margin: int | None = None, sizes: Callable[[int], int] | None = None) -> UpscaleFn:
     """Wrap `upscale_fn` (float32 (h, w, c) -> (s·h, s·w, c)) to run on blended tiles of <= `tile`.
 
-    Images no larger than `tile` go through unchanged (the whole-image result).
+    Images no larger than `tile` go through unchanged (the whole-image result). `sizes`: the tile
+    size ladder of `plan_axis`.
     """
 
     def fn(lr: np.ndarray) -> np.ndarray:
         h, w = lr.shape[:2]
         if h <= tile and w <= tile:
             return upscale_fn(lr)
-        py, px = plan_axis(h, tile, overlap, align), plan_axis(w, tile, overlap, align)
+        py, px = plan_axis(h, tile, overlap, align, sizes), plan_axis(w, tile, overlap, align, sizes)
         wy, wx = axis_weights(py, scale, overlap, margin), axis_weights(px, scale, overlap, margin)
         cy, cx = np.cumsum(wy, axis=0), np.cumsum(wx, axis=0)
         c = lr.shape[2]

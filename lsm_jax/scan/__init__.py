@@ -15,6 +15,7 @@ with (a_i, x_i) ∘ (a_j, x_j) = (a_j·a_i, a_j·x_i + x_j). The strategies (`SC
   'two_pass'     chunk summaries (Π a, end state), a short scan over them, then a rescan of every
                  chunk from its carry-in: 40 bytes per complex64 element, no transposes;
   'pallas'       a Pallas TPU kernel (interpret mode elsewhere, options `block_len`, `interpret`);
+  'ffi'          a C++ loop on the CPU through XLA's FFI, one pass over memory (option `threads`);
   'sharded'      the scanned axis split over the mesh axis `mesh_axis` (shard_map), each shard
                  running `inner`, corrected by the exchanged (h_last, Π a);
   'auto'         see `pick_impl`.
@@ -38,14 +39,14 @@ from lsm_jax.scan.sequential import scan_sequential
 from lsm_jax.scan.sharded import scan_sharded
 from lsm_jax.scan.vjp import recurrence
 
-SCAN_IMPLS = ('auto', 'sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'sharded')
+SCAN_IMPLS = ('auto', 'sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'ffi', 'sharded')
 
 # Every option of every strategy with its default; `config.model.scan` carries the same fields
 # (`mesh` is the only one that cannot come from a config: it is taken from `jax.set_mesh` then).
 SCAN_OPTIONS = dict(chunk=256, unroll=1, block_len=256, interpret=None, mesh=None, mesh_axis='', inner='auto',
-                    custom_vjp=True)
+                    custom_vjp=True, threads=0)
 _USES = dict(sequential=('unroll',), associative=(), chunked=('chunk',), two_pass=('chunk', 'unroll'),
-             pallas=('block_len', 'interpret'), sharded=('mesh', 'mesh_axis', 'inner'))
+             pallas=('block_len', 'interpret'), ffi=('threads',), sharded=('mesh', 'mesh_axis', 'inner'))
 
 
 def check_options(impl: str, options: dict, where: str = 'linear_recurrence') -> None:
@@ -58,6 +59,8 @@ def check_options(impl: str, options: dict, where: str = 'linear_recurrence') ->
     for name in ('chunk', 'unroll', 'block_len'):
         if name in options and (not isinstance(options[name], int) or options[name] < 1):
             raise ValueError(f"{where}: {name} must be a positive int, got {options[name]!r}")
+    if 'threads' in options and (not isinstance(options['threads'], int) or options['threads'] < 0):
+        raise ValueError(f"{where}: threads must be an int >= 0 (0: one per core), got {options['threads']!r}")
     inner = options.get('inner', 'auto')
     if inner not in SCAN_IMPLS or inner == 'sharded':
         raise ValueError(f"{where}: inner must be one of {SCAN_IMPLS[:-1]}, got {inner!r}")
@@ -68,33 +71,47 @@ def check_options(impl: str, options: dict, where: str = 'linear_recurrence') ->
 def pick_impl(length: int, platform: str | None = None) -> str:
     """What 'auto' runs.
 
-    CPU: 'two_pass' from 512 steps on: at (B, L, N) = (4, 65536, 32) complex64 forward, on this
-    project's shared 2-core CPU (jax 0.12.0.1), it took 128-180 ms (chunk 1024 to 64) against
-    532 ms for 'sequential' and 135 ms for one elementwise a·x + x pass in the same run: it streams a
-    and x twice in large vectorised steps instead of one small step per element. Below 512 steps
-    'sequential' (it compiles fastest, loop overhead is small there; threshold not yet measured).
+    CPU with one device: 'ffi' (the C++ one-pass kernel) when it builds here, else 'two_pass' from 512
+    steps on and 'sequential' below. On this project's 2-core CPU (jax 0.12.0.1, quiet machine,
+    experiments/results/scan_cpu.csv) at (4, 65536, 32) complex64 forward: 'ffi' 39 ms, 'two_pass'
+    (chunk 256) 58-61 ms, against a 26-27 ms copy floor; forward+backward 159 vs 206-220 ms; at
+    (1, 65536) 3.7 vs 7.1 ms forward. 'two_pass' streams a and x twice in large vectorised steps; its
+    custom VJP keeps value-and-grad at 3.0 E-sized temporaries. On a multi-device CPU (the tests' 8 fake
+    devices) 'ffi' is not picked: XLA would run the custom call replicated (see `lsm_jax.scan.ffi`).
     GPU and TPU: 'associative' (log depth; XLA fuses it well on GPUs: 322 µs vs 6.9 ms for lax.scan
-    at (4, 65536) on an H100). experiments/bench_scan.py measures every grid point.
+    at (4, 65536) on an H100). experiments/bench_scan.py measures every point.
     """
     platform = platform or jax.default_backend()
     if platform == 'cpu':
+        if jax.device_count() == 1:
+            from lsm_jax.scan import ffi
+            if ffi.available():
+                return 'ffi'
         return 'sequential' if length < 512 else 'two_pass'
     return 'associative'
 
 
-def _strategy(impl: str, length: int, opts: dict):
-    """The canonical-form function of `impl` with its options bound."""
-    if impl == 'auto':
-        impl = pick_impl(length)
+def _bound(impl: str, opts: dict):
+    """The canonical-form function of one concrete strategy with its options bound."""
     bound = {k: opts[k] for k in _USES[impl]}
-    if impl == 'sharded':
-        inner = bound.pop('inner')
-        inner = pick_impl(length // 2) if inner == 'auto' else inner
-        bound['inner'] = partial(_STRATEGIES[inner], **{k: opts[k] for k in _USES[inner]})
     if impl == 'pallas':
         from lsm_jax.scan.pallas import scan_pallas
         return partial(scan_pallas, **bound)
+    if impl == 'ffi':
+        from lsm_jax.scan.ffi import scan_ffi
+        return partial(scan_ffi, **bound)
     return partial(_STRATEGIES[impl], **bound)
+
+
+def _strategy(impl: str, length: int, opts: dict):
+    """The canonical-form function of `impl` ('auto' and 'sharded' resolved) with its options bound."""
+    if impl == 'auto':
+        impl = pick_impl(length)
+    if impl == 'sharded':
+        inner = opts['inner']
+        inner = pick_impl(length // 2) if inner == 'auto' else inner
+        return partial(scan_sharded, inner=_bound(inner, opts), mesh=opts['mesh'], mesh_axis=opts['mesh_axis'])
+    return _bound(impl, opts)
 
 
 _STRATEGIES = dict(sequential=scan_sequential, associative=scan_associative, chunked=scan_chunked,

@@ -79,7 +79,8 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
         min_size_to_shard=4096,       # arrays with fewer elements stay replicated
         constrain_activations=True))  # pin the network's named activations to the rules' layout
     # Persistent XLA compilation cache: 'auto' = JAX's own setting if one is made (e.g. the
-    # JAX_COMPILATION_CACHE_DIR variable), else <user cache>/lsm_jax/jax; '' turns it off.
+    # JAX_COMPILATION_CACHE_DIR variable), else $LSM_JAX_CACHE_DIR or <user cache>/lsm-jax/jax
+    # (lsm_jax.compile_cache); '' turns it off.
     c.compile_cache_dir = "auto"
     # Profiling: a jax.profiler trace of num_steps steps from start_step into <workdir>/profile
     # (TensorBoard's profile tab); start_step < 0 turns it off.
