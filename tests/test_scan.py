@@ -214,3 +214,29 @@ def test_auto_picks_the_ffi_kernel_on_one_cpu_device_and_falls_back_without_a_co
     assert none.stdout.split() == ['two_pass', 'sequential']
     from lsm_jax.scan import pick_impl
     assert jax.device_count() == 8 and pick_impl(4096) == 'two_pass'    # several devices: XLA's strategies
+
+
+@pytest.mark.parametrize('length, reverse, broadcast, with_h0', CASES)
+def test_gpu_kernel_values_in_interpret_mode(length, reverse, broadcast, with_h0):
+    from lsm_jax.scan.common import to_canonical
+    from lsm_jax.scan.pallas_gpu import scan_pallas_gpu
+    shape = (2, length, 3)
+    a_shape = dict(full=shape, channel=(3,), step=(1, length, 1))[broadcast]
+    a, x, h0 = _case(length, shape, 1, a_shape, 0.99999, with_h0)
+    a3, x3 = to_canonical(jnp.asarray(a), jnp.asarray(x), 1)
+    h, last = jax.jit(lambda a3, x3, h0: scan_pallas_gpu(a3, x3, h0, reverse, block_len=64))(a3, x3, h0)
+    h_ref, last_ref = numpy_loop(a, x, 1, reverse, h0)
+    assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
+
+
+def test_gpu_kernel_lowers_to_triton_for_an_h100():
+    """No GPU here: lowering for an abstract H100 runs Pallas' Triton lowering of both kernels."""
+    from jax._src.mesh import AbstractDevice
+    from lsm_jax.scan.pallas_gpu import scan_pallas_gpu
+    h100 = jax.sharding.AbstractMesh((1,), ('x',), abstract_device=AbstractDevice(
+        device_kind='NVIDIA H100', num_cores=None, platform='gpu'))
+    spec = jax.ShapeDtypeStruct((4, 4096, 32), jnp.complex64)
+    with jax.sharding.use_abstract_mesh(h100):
+        lowered = jax.jit(lambda a, x: scan_pallas_gpu(a, x, None, True, interpret=False)).trace(
+            spec, spec).lower(lowering_platforms=('cuda',))
+    assert lowered.as_text().count('__gpu$xla.gpu.triton') == 2      # pass 1 and pass 2

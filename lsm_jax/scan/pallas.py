@@ -1,4 +1,5 @@
 """The Pallas strategy: a TPU kernel, sequential within a sequence block, the state carried across blocks.
+On a GPU backend the strategy runs the chunked two-pass kernel of `lsm_jax.scan.pallas_gpu` instead.
 
 Layout: the canonical (P, L, Q) input becomes time-major planes (L, M), M = P·Q padded to a multiple
 of 128, so B·N (not N = 32 alone) fills the 128 lanes; complex numbers travel as two float32 planes
@@ -60,6 +61,9 @@ def scan_pallas(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: boo
                 interpret: bool | None = None):
     """Canonical form (see `lsm_jax.scan.common`); computes in float32 planes, returns complex64
     (or float32 for real inputs)."""
+    if jax.default_backend() == 'gpu':        # the chunked two-pass kernel (Triton), lsm_jax.scan.pallas_gpu
+        from lsm_jax.scan.pallas_gpu import scan_pallas_gpu
+        return scan_pallas_gpu(a3, x3, h0, reverse, block_len=block_len, interpret=interpret)
     compute = result_dtype(a3, x3)
     if interpret is None:
         interpret = jax.default_backend() != 'tpu'
