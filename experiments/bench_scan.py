@@ -10,7 +10,8 @@ forward+backward (value and grad of a real loss), every strategy with its main o
 For each point it reports:
 
   time_s      median over the timed repeats after compilation, inputs already on the device (as the
-              floor's); compile_s: lower + compile
+              floor's); time_min_s: the fastest repeat (steadier on a shared machine: page faults and
+              other jobs only add time); compile_s: lower + compile
   gbps        effective bytes/s: 24 bytes per element forward (read a, x; write h), 64 fwd+bwd;
               for the bf16 (re, im) pair rows 16 and 44 (x, h and their cotangents in 4 bytes)
   floor_s     those bytes at the copy bandwidth measured in this run (an elementwise pass reading two
@@ -53,12 +54,12 @@ STRATEGIES = [("sequential", "sequential", {}), ("sequential_u8", "sequential", 
               ("two_pass_64", "two_pass", dict(chunk=64)), ("two_pass_256", "two_pass", dict(chunk=256)),
               ("two_pass_1024", "two_pass", dict(chunk=1024)), ("ffi", "ffi", {}),
               ("ffi_1thread", "ffi", dict(threads=1)), ("auto", "auto", {})]
-FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode", "time_s", "compile_s", "gbps",
-          "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "jax")
+FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode", "time_s", "time_min_s", "compile_s",
+          "gbps", "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "jax")
 
 
 def timed(fn, args, reps):
-    """(median seconds, compile seconds, compiled) of jitted fn(*args)."""
+    """(median seconds, compile seconds, compiled, min seconds) of jitted fn(*args)."""
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
@@ -68,14 +69,14 @@ def timed(fn, args, reps):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return statistics.median(times), compile_s, compiled
+    return statistics.median(times), compile_s, compiled, min(times)
 
 
 def copy_bandwidth(elements: int, reps: int) -> float:
     """Bytes/s of u + v on float32 arrays of 2·elements floats: 24 bytes per complex element."""
     u = jnp.ones((2 * elements,), jnp.float32)
     v = jnp.full((2 * elements,), 2.0, jnp.float32)
-    t, _, _ = timed(lambda u, v: u + v, (u, v), max(reps, 5))
+    t, _, _, _ = timed(lambda u, v: u + v, (u, v), max(reps, 5))
     return 24 * elements / t
 
 
@@ -114,7 +115,7 @@ def scan_fn(impl, opts, mode, reverse=False, bidirectional=False):
 
 def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="complex64", **kw):
     a, x = jax.device_put(a), jax.device_put(x)   # as the floor's: no host transfer inside the timing
-    t, compile_s, compiled = timed(scan_fn(impl, opts, mode, **kw), (a, x), reps)
+    t, compile_s, compiled, t_min = timed(scan_fn(impl, opts, mode, **kw), (a, x), reps)
     elements = b * length * N
     per_element = (24 if mode == "fwd" else 64) if dtype == "complex64" else (16 if mode == "fwd" else 44)
     nbytes = per_element * elements * (2 if kw.get("bidirectional") else 1)
@@ -126,9 +127,11 @@ def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="co
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
     dev = jax.devices()[0]
-    return dict(kind="scan", strategy=label, impl=impl if impl != "auto" else f"auto:{pick_impl(length)}",
+    resolved = impl if impl != "auto" else f"auto:{pick_impl(length, width=b * N)}"
+    return dict(kind="scan", strategy=label, impl=resolved,
                 options=json.dumps(opts, sort_keys=True), B=b, L=length, N=N, dtype=dtype, mode=mode,
-                time_s=round(t, 6), compile_s=round(compile_s, 3), gbps=round(nbytes / t / 1e9, 3),
+                time_s=round(t, 6), time_min_s=round(t_min, 6), compile_s=round(compile_s, 3),
+                gbps=round(nbytes / t / 1e9, 3),
                 floor_s=round(nbytes / bw, 6), over_floor=round(t * bw / nbytes, 3),
                 temp_E=None if temp is None else round(temp / (8 * elements), 2),
                 max_err=None if err is None else float(f"{err:.3g}"), copy_gbps=round(bw / 1e9, 3),
@@ -220,7 +223,7 @@ def model_grid(reps: int):
             fwd = lambda p, x: nnx.merge(graphdef, p)(x)  # noqa: E731
             loss = lambda p, x: jnp.mean(jnp.abs(nnx.merge(graphdef, p)(x, train=True, key=jax.random.key(2)) - y))  # noqa
             for mode, fn in (("fwd", fwd), ("train_step", jax.value_and_grad(loss))):
-                t, compile_s, _ = timed(fn, (params, x), reps)
+                t, compile_s, _, _ = timed(fn, (params, x), reps)
                 rows.append(dict(kind="model", strategy=f"{name}:{label}", impl=impl, options=json.dumps(opts),
                                  B=1, L=64 * 64, N=cfg.d_state, dtype="float32", mode=mode, time_s=round(t, 4),
                                  compile_s=round(compile_s, 2), platform=jax.default_backend(), jax=jax.__version__))

@@ -189,7 +189,7 @@ def sequential_training_grads():
         return x, y, *_loss_and_grads(cfg, x, y)
 
 
-@pytest.mark.parametrize('scan', [SCANS[3], SCANS[6]], ids=lambda s: s['impl'])
+@pytest.mark.parametrize('scan', [SCANS[3], SCANS[5], SCANS[6]], ids=lambda s: s['impl'])
 def test_training_loss_and_gradients_under_every_scan(sequential_training_grads, scan):
     """The training forward (paper semantics, Gumbel categories, drop path) and its gradients with
     the strategies whose backward differs most from autodiff of lax.scan (the others: test_scan)."""

@@ -68,22 +68,32 @@ def check_options(impl: str, options: dict, where: str = 'linear_recurrence') ->
         raise ValueError(f"{where}: impl 'sharded' needs mesh_axis (the mesh axis the scanned axis is split on)")
 
 
-def pick_impl(length: int, platform: str | None = None) -> str:
-    """What 'auto' runs.
+# A scan this narrow (P·Q lanes: one image's N states) is one contiguous row per step, where XLA's
+# own loop beats the custom call on a CPU: at (1, 65536, 32) forward 'sequential' took 2.1-3.1 ms
+# against 3.9-4.4 ms for 'ffi' in three runs. At (4, 65536, 32) (128 lanes in four strided rows)
+# 'sequential' takes 100-181 ms and 'ffi' 30-37 ms.
+ROW_WIDTH = 64
 
-    CPU with one device: 'ffi' (the C++ one-pass kernel) when it builds here, else 'two_pass' from 512
-    steps on and 'sequential' below. On this project's 2-core CPU (jax 0.12.0.1, quiet machine,
-    experiments/results/scan_cpu.csv) at (4, 65536, 32) complex64 forward: 'ffi' 39 ms, 'two_pass'
-    (chunk 256) 58-61 ms, against a 26-27 ms copy floor; forward+backward 159 vs 206-220 ms; at
-    (1, 65536) 3.7 vs 7.1 ms forward. 'two_pass' streams a and x twice in large vectorised steps; its
-    custom VJP keeps value-and-grad at 3.0 E-sized temporaries. On a multi-device CPU (the tests' 8 fake
-    devices) 'ffi' is not picked: XLA would run the custom call replicated (see `lsm_jax.scan.ffi`).
-    GPU and TPU: 'associative' (log depth; XLA fuses it well on GPUs: 322 µs vs 6.9 ms for lax.scan
-    at (4, 65536) on an H100). experiments/bench_scan.py measures every point.
+
+def pick_impl(length: int, platform: str | None = None, width: int = 1) -> str:
+    """What 'auto' runs for a scan of `length` steps over `width` (= P·Q) independent lanes.
+
+    CPU with one device: 'sequential' up to `ROW_WIDTH` lanes, else 'ffi' (the C++ one-pass kernel)
+    when it builds here; otherwise (no kernel, or several devices) 'two_pass' from 512 steps on and
+    'sequential' below. On this project's 2-core CPU (jax 0.12.0.1, quiet machine,
+    experiments/results/scan_cpu.csv), at (4, 65536, 32) complex64 forward: 'ffi' 30-37 ms,
+    'two_pass' 41-62 ms, 'sequential' 100-181 ms, against a 25-28 ms copy floor; forward+backward
+    105-175 ms against 165-225 ms ('two_pass') and 244-341 ms ('sequential'). 'two_pass' streams a and x
+    twice in large vectorised steps; the custom VJP keeps value-and-grad at 2-3 E-sized temporaries.
+    On a multi-device CPU (the tests' 8 fake devices) 'ffi' is not picked: XLA would run the custom
+    call replicated (see `lsm_jax.scan.ffi`). GPU and TPU: 'associative' (log depth; XLA fuses it well
+    on GPUs: 322 µs vs 6.9 ms for lax.scan at (4, 65536) on an H100).
     """
     platform = platform or jax.default_backend()
     if platform == 'cpu':
         if jax.device_count() == 1:
+            if width <= ROW_WIDTH:
+                return 'sequential'
             from lsm_jax.scan import ffi
             if ffi.available():
                 return 'ffi'
@@ -103,13 +113,13 @@ def _bound(impl: str, opts: dict):
     return partial(_STRATEGIES[impl], **bound)
 
 
-def _strategy(impl: str, length: int, opts: dict):
+def _strategy(impl: str, length: int, opts: dict, width: int = 1):
     """The canonical-form function of `impl` ('auto' and 'sharded' resolved) with its options bound."""
     if impl == 'auto':
-        impl = pick_impl(length)
+        impl = pick_impl(length, width=width)
     if impl == 'sharded':
         inner = opts['inner']
-        inner = pick_impl(length // 2) if inner == 'auto' else inner
+        inner = pick_impl(length // 2, width=width) if inner == 'auto' else inner
         return partial(scan_sharded, inner=_bound(inner, opts), mesh=opts['mesh'], mesh_axis=opts['mesh_axis'])
     return _bound(impl, opts)
 
@@ -142,7 +152,7 @@ def linear_recurrence(a: jax.Array, x: jax.Array, *, axis: int = 1, reverse: boo
     last_shape = x.shape[:axis] + x.shape[axis + 1:]
     if h0 is not None and tuple(h0.shape) != last_shape:
         raise ValueError(f"linear_recurrence: h0 has shape {tuple(h0.shape)}, expected {last_shape}")
-    fn = _strategy(impl, length, opts)
+    fn = _strategy(impl, length, opts, p * q)
     h0_3 = None if h0 is None else jnp.asarray(h0).reshape(p, q)
     if opts['custom_vjp']:
         dtype = jnp.promote_types(jnp.result_type(a3.dtype, x3.dtype), jnp.float32)
