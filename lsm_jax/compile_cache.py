@@ -24,12 +24,17 @@ import jax
 MIN_COMPILE_SECONDS = 0.2
 
 
+def user_cache_dir() -> Path:
+    """<$XDG_CACHE_HOME or ~/.cache>/lsm-jax: the project's folder in the user cache."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "lsm-jax"
+
+
 def default_dir() -> Path:
     """$LSM_JAX_CACHE_DIR, else <$XDG_CACHE_HOME or ~/.cache>/lsm-jax/jax."""
     if os.environ.get("LSM_JAX_CACHE_DIR"):
         return Path(os.environ["LSM_JAX_CACHE_DIR"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "lsm-jax" / "jax"
+    return user_cache_dir() / "jax"
 
 
 def configure(setting: str | os.PathLike = "auto") -> str | None:

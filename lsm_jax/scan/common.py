@@ -77,3 +77,18 @@ def pad_identity(a3, x3, chunk, at_start=False):
         a3 = jnp.broadcast_to(a3, (a3.shape[0], length, a3.shape[2])) if a3.shape[1] == 1 else a3
         a3 = jnp.pad(a3, widths, constant_values=1)
     return a3, x3
+
+
+def float_planes(v: jax.Array, lanes: int):
+    """(L, M) real or complex -> (re, im) float32 planes zero-padded to `lanes` columns: the layout of
+    the Pallas kernels (neither TPUs nor Triton have a complex vector type)."""
+    v = v.astype(jnp.complex64)
+    pad = ((0, 0), (0, lanes - v.shape[1]))
+    return jnp.pad(jnp.real(v), pad), jnp.pad(jnp.imag(v), pad)
+
+
+def time_major_planes(v3: jax.Array, shape: tuple, lanes: int):
+    """A canonical (1|P, 1|L, 1|Q) array broadcast to `shape` = (P, L, Q), as time-major (L, P·Q) planes
+    padded to `lanes` columns (`float_planes`)."""
+    p, length, q = shape
+    return float_planes(jnp.moveaxis(jnp.broadcast_to(v3, shape), 1, 0).reshape(length, p * q), lanes)

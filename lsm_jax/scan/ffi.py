@@ -43,8 +43,8 @@ class KernelUnavailable(RuntimeError):
 
 def kernel_dir() -> Path:
     """<$XDG_CACHE_HOME or ~/.cache>/lsm-jax/kernels."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "lsm-jax" / "kernels"
+    from lsm_jax.compile_cache import user_cache_dir
+    return user_cache_dir() / "kernels"
 
 
 def _compiler() -> str | None:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from lsm_jax.scan.common import pad_identity, result_dtype
+from lsm_jax.scan.common import float_planes, pad_identity, result_dtype, time_major_planes
 
 LANES = 128
 
@@ -50,13 +50,6 @@ def _kernel(reverse: bool, block_len: int, has_h0: bool):
     return kernel
 
 
-def _planes(v: jax.Array, m_pad: int):
-    """(L, M) real or complex -> (re, im) float32 planes padded to m_pad lanes."""
-    v = v.astype(jnp.complex64)
-    pad = ((0, 0), (0, m_pad - v.shape[1]))
-    return jnp.pad(jnp.real(v), pad), jnp.pad(jnp.imag(v), pad)
-
-
 def scan_pallas(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, block_len: int = 256,
                 interpret: bool | None = None):
     """Canonical form (see `lsm_jax.scan.common`); computes in float32 planes, returns complex64
@@ -74,15 +67,14 @@ def scan_pallas(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: boo
     p, lp, q = x3.shape
     m = p * q
     m_pad = -(-m // LANES) * LANES
-    time_major = lambda v: jnp.moveaxis(jnp.broadcast_to(v, (p, lp, q)), 1, 0).reshape(lp, m)  # noqa: E731
-    planes = [*_planes(time_major(a3), m_pad), *_planes(time_major(x3), m_pad)]
+    planes = [*time_major_planes(a3, (p, lp, q), m_pad), *time_major_planes(x3, (p, lp, q), m_pad)]
     nt = lp // block_len
     t_block = (lambda i, j: (nt - 1 - j, i)) if reverse else (lambda i, j: (j, i))
     seq_spec = pl.BlockSpec((block_len, LANES), t_block)
     row_spec = pl.BlockSpec((1, LANES), lambda i, j: (0, i))
     in_specs = [seq_spec] * 4
     if h0 is not None:
-        planes += list(_planes(h0.reshape(1, m), m_pad))
+        planes += list(float_planes(h0.reshape(1, m), m_pad))
         in_specs += [row_spec] * 2
     plane = jax.ShapeDtypeStruct((lp, m_pad), jnp.float32)
     row = jax.ShapeDtypeStruct((1, m_pad), jnp.float32)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from lsm_jax.scan.common import pad_identity, result_dtype
+from lsm_jax.scan.common import pad_identity, result_dtype, time_major_planes
 from lsm_jax.scan.sequential import scan_sequential
 
 LANES = 32      # lanes per program: one warp's worth of float32
@@ -54,12 +54,6 @@ def _rescan_kernel(reverse: bool, block_len: int):
     return kernel
 
 
-def _planes(v: jax.Array, m_pad: int):
-    v = v.astype(jnp.complex64)
-    pad = ((0, 0), (0, m_pad - v.shape[1]))
-    return jnp.pad(jnp.real(v), pad), jnp.pad(jnp.imag(v), pad)
-
-
 def scan_pallas_gpu(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, block_len: int = 256,
                     interpret: bool | None = None):
     """Canonical form (see `lsm_jax.scan.common`) -> (h, h_last); computes in float32 planes."""
@@ -75,8 +69,7 @@ def scan_pallas_gpu(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse:
     m = p * q
     m_pad = -(-m // LANES) * LANES
     n = lp // block_len
-    time_major = lambda v: jnp.moveaxis(jnp.broadcast_to(v, (p, lp, q)), 1, 0).reshape(lp, m)  # noqa: E731
-    planes = [*_planes(time_major(a3), m_pad), *_planes(time_major(x3), m_pad)]
+    planes = [*time_major_planes(a3, (p, lp, q), m_pad), *time_major_planes(x3, (p, lp, q), m_pad)]
     seq = pl.BlockSpec((block_len, LANES), lambda c, j: (c, j))
     row = pl.BlockSpec((1, LANES), lambda c, j: (c, j))
     summary = jax.ShapeDtypeStruct((n, m_pad), jnp.float32)
