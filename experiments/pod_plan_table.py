@@ -52,16 +52,59 @@ CASES = [
     ("train", "lsm_light", "v4:2x2x1", 32),
     ("train", "lsm_s", "v5p:2x2x4", 32),
     ("train", "lsm_light", "v5p:2x2x4", 32),
+    ("train", "lsm_s", "v5e:16x16", 256),
+    ("train", "lsm_light", "v5e:16x16", 256),
+    # The largest per-chip batch per chip kind, from the two largest fitting rows
+    # (batch 1: also compile the next batch up, to show it does not fit; 0: the search only).
+    ("fit", "lsm", "v5e:4x4", 1),
+    ("fit", "lsm_s", "v5e:4x4", 1),
+    ("fit", "lsm_light", "v5e:4x4", 1),
+    ("fit", "lsm", "v4:2x2x1", 0),
+    ("fit", "lsm", "v5p:2x2x4", 0),
 ]
+
+
+def _train_config(variant: str, batch: int):
+    config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / CONFIGS[variant].split(":")[0]) + ":x2_scratch"))
+    config.batch_size = batch
+    return config
+
+
+def fit_rows(variant: str, topology: str, out: Path, bound: bool) -> list[pod_plan.PlanRow]:
+    """`pod_plan --fit`'s search, seeded with the table's rows for this variant and topology; `bound`
+    also compiles one batch per device more, to show it does not fit."""
+    rows = [r for r in _read(out) if (r.kind, r.variant, r.topology, r.mesh.split("×")[1:]) ==
+            ("train", variant, topology, ["1", "1"]) and r.dtype == "float32" and not r.remat and r.grad_accum == 1]
+    if sum(r.status == "ok" for r in rows) < 2:
+        raise SystemExit(f"fit {variant} {topology}: needs two fitting rows in {out}")
+    spec = str(REPO / CONFIGS[variant])
+    found = plan_cli.fit_largest(argparse.Namespace(set=[]), spec, topology, (-1, 1, 1), "float32", False, 1, rows)
+    if bound and found and found[-1].status == "ok":  # one batch quantum more must not fit
+        above = pod_plan.plan_train(_train_config(variant, found[-1].global_batch + found[-1].devices), topology)
+        above.reason = (above.reason + "; " if above.reason else "") + "largest-fit bound (one per device more)"
+        found.append(above)
+    return found
 
 
 def run_case(kind: str, variant: str, topology: str, batch: int) -> pod_plan.PlanRow:
     if kind == "infer":
         config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / "configs/lsm_s.py") + ":x4_finetune"))
         return pod_plan.plan_infer(config.model, topology, batch, 1, "lsm_s")
-    config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / CONFIGS[variant].split(":")[0]) + ":x2_scratch"))
-    config.batch_size = batch
-    return pod_plan.plan_train(config, topology, (-1, 1, 1))
+    return pod_plan.plan_train(_train_config(variant, batch), topology, (-1, 1, 1))
+
+
+def _read(out: Path) -> list[pod_plan.PlanRow]:
+    return [pod_plan.PlanRow(**{f.name: _typed(f, r[f.name]) for f in dataclasses.fields(pod_plan.PlanRow)})
+            for r in csv.DictReader(open(out))] if out.exists() else []
+
+
+def _append(out: Path, row: pod_plan.PlanRow) -> None:
+    new = not out.exists()
+    with open(out, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(pod_plan.as_dict(row)))
+        if new:
+            writer.writeheader()
+        writer.writerow(pod_plan.as_dict(row))
 
 
 def main() -> int:
@@ -73,8 +116,7 @@ def main() -> int:
     args = p.parse_args()
     out = Path(args.out)
     if args.render:
-        rows = [pod_plan.PlanRow(**{f.name: _typed(f, r[f.name]) for f in dataclasses.fields(pod_plan.PlanRow)})
-                for r in csv.DictReader(open(out))]
+        rows = _read(out)
         for r in rows:  # the compiler's usable HBM (rows written before the table carried it)
             usable = pod_plan.chips.usable_hbm_bytes(r.device_kind, max(r.devices // max(r.chips, 1), 1))
             if r.status == "ok" and usable and r.total_gib is not None:
@@ -84,6 +126,14 @@ def main() -> int:
         return 0
     chosen = [CASES[i] for i in args.case] if args.case else CASES[:args.only]
     for kind, variant, topology, batch in chosen:
+        if kind == "fit":
+            if any(r.variant == variant and r.topology == topology and "largest-fit" in r.reason for r in _read(out)):
+                continue
+            t0 = time.perf_counter()
+            for row in fit_rows(variant, topology, out, bound=bool(batch)):
+                print(f"{time.perf_counter() - t0:.0f}s {plan_cli._brief(row)}", flush=True)
+                _append(out, row)
+            continue
         done = {(r["kind"], r["variant"], r["topology"], r["global_batch"], r["image"])
                 for r in csv.DictReader(open(out))} if out.exists() else set()  # re-read: rows may be added
         key = (kind, "lsm_s" if kind == "infer" else variant, topology, str(1 if kind == "infer" else batch),
@@ -93,12 +143,7 @@ def main() -> int:
         t0 = time.perf_counter()
         row = run_case(kind, variant, topology, batch)
         print(f"{time.perf_counter() - t0:.0f}s {plan_cli._brief(row)}", flush=True)
-        new = not out.exists()
-        with open(out, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(pod_plan.as_dict(row)))
-            if new:
-                writer.writeheader()
-            writer.writerow(pod_plan.as_dict(row))
+        _append(out, row)
     return 0
 
 

@@ -78,3 +78,15 @@ def test_compiler_oom_messages_and_topology_names_are_read():
     assert pod_plan.chips.topology_chips("v4:2x2x1") == 4 and pod_plan.chips.topology_chips("v5e:16x16") == 256
     with pytest.raises(ValueError, match="expected '<chip>:<dims>'"):
         pod_plan.chips.topology_chips("v5e-16")
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
+def test_a_v4_mesh_takes_both_tensorcores_of_each_chip():
+    devices = pod_plan.topology_devices("v4:2x2x1")  # libtpu lists the 2 cores of each of 4 chips
+    assert len(devices) == 8 and pod_plan.chips.devices_per_chip(devices) == 2
+    mesh = sharding.make_mesh(-1, 1, 1, devices=devices)
+    assert mesh.devices.shape == (8, 1, 1)
+    assert sorted(d.id for d in mesh.devices.flat) == sorted(d.id for d in devices)
+    # Neighbouring data shards share a chip.
+    first_chip = [d.coords for d in mesh.devices.flat[:2]]
+    assert first_chip[0] == first_chip[1]

@@ -141,7 +141,7 @@ def _fill_from_compiled(row: PlanRow, compiled, devices: list) -> None:
         if dev:
             row.mfu = flops / seconds / dev.bf16_flops
     else:
-        row.reason = "the TPU cost model gave no time estimate for this program"
+        row.reason = f"the TPU cost model gave no time estimate for this program (optimal_seconds={seconds:.4g})"
     row.collectives = " ".join(f"{k}={v}" for k, v in collectives(compiled.as_text()).items() if v)
 
 

@@ -52,8 +52,16 @@ def make_mesh(data: int = -1, fsdp: int = 1, model: int = 1, devices: Sequence[A
     """A (data, fsdp, model) mesh over all devices (of every process), axes in GSPMD `Auto` mode."""
     devices = list(devices) if devices is not None else jax.devices()
     shape = mesh_shape((data, fsdp, model), len(devices))
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
-                         devices=devices)
+    axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    if _cores_listed_separately(devices):
+        # jax.make_mesh's TPU layout wants one device per chip; libtpu's topology description lists
+        # a v4 chip's two TensorCores as two devices. Neighbouring cores then share a chip.
+        return Mesh(np.asarray(devices, dtype=object).reshape(shape), MESH_AXES, axis_types=axis_types)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+
+
+def _cores_listed_separately(devices: Sequence[Any]) -> bool:
+    return any(getattr(d, "core_on_chip", 0) for d in devices)
 
 
 def _rule_table(rules: Iterable[Sequence[Any]]) -> dict[str, tuple[str, ...]]:
