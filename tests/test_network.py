@@ -224,3 +224,21 @@ def test_bfloat16_compute_keeps_float32_parameters():
     y32, y16 = np.asarray(m32(x)), np.asarray(m16(x))
     assert y16.dtype == np.float32 and np.isfinite(y16).all()
     assert 0 < np.abs(y16 - y32).max() < 0.1
+
+
+def test_shift_mask_is_swins_region_mask_and_no_constant_in_the_program():
+    from flax import nnx
+    from lsm_jax.model.window_attention import WindowBranch, shift_mask
+    hp, wp, hs, ws = 16, 24, 8, 4
+    labels = np.zeros((hp, wp), np.int32)  # Swin's nine regions of the rolled map, spelled out
+    for i, rows in enumerate((slice(0, hp - hs), slice(hp - hs, hp - hs // 2), slice(hp - hs // 2, hp))):
+        for j, cols in enumerate((slice(0, wp - ws), slice(wp - ws, wp - ws // 2), slice(wp - ws // 2, wp))):
+            labels[rows, cols] = 3 * i + j
+    win = labels.reshape(hp // hs, hs, wp // ws, ws).transpose(0, 2, 1, 3).reshape(-1, hs * ws)
+    expected = np.where(win[:, :, None] != win[:, None, :], -100.0, 0.0)
+    np.testing.assert_array_equal(np.asarray(shift_mask(hp, wp, hs, ws, hs // 2, ws // 2)), expected)
+    # A 128² map's mask would be a 4 MB literal (256 windows of 64×64); the program builds it instead.
+    branch = WindowBranch(8, 2, (8, 8), rngs=nnx.Rngs(0))
+    q = jax.ShapeDtypeStruct((1, 128, 128, 8), jnp.float32)
+    text = jax.jit(lambda a: branch(a, a, a, True)).lower(q).as_text()
+    assert len(text) < 1_000_000, len(text)

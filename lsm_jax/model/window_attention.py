@@ -36,16 +36,18 @@ def relative_offsets(hs: int, ws: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int) -> np.ndarray:
-    """(num_windows, n, n) float32 Swin region mask on the padded hp×wp grid: -100 across regions."""
-    labels = np.zeros((hp, wp), np.int32)
-    rows = (slice(0, hp - hs), slice(hp - hs, hp - sh), slice(hp - sh, hp))
-    cols = (slice(0, wp - ws), slice(wp - ws, wp - sw), slice(wp - sw, wp))
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            labels[r, c] = 3 * i + j
+def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int) -> jax.Array:
+    """(num_windows, n, n) float32 Swin region mask on the padded hp×wp grid: -100 across regions.
+
+    Built from iotas inside the program rather than as a NumPy constant: for a 1024² image the mask
+    would otherwise be a 1 GB literal per attention branch, embedded in the compiled program."""
+    rows = jax.lax.broadcasted_iota(jnp.int32, (hp, wp), 0)
+    cols = jax.lax.broadcasted_iota(jnp.int32, (hp, wp), 1)
+    region_row = (rows >= hp - hs).astype(jnp.int32) + (rows >= hp - sh)
+    region_col = (cols >= wp - ws).astype(jnp.int32) + (cols >= wp - sw)
+    labels = 3 * region_row + region_col
     win = labels.reshape(hp // hs, hs, wp // ws, ws).transpose(0, 2, 1, 3).reshape(-1, hs * ws)
-    return np.where(win[:, :, None] != win[:, None, :], -100.0, 0.0).astype(np.float32)
+    return jnp.where(win[:, :, None] != win[:, None, :], -100.0, 0.0).astype(jnp.float32)
 
 
 def to_windows(x: jax.Array, hs: int, ws: int) -> jax.Array:
@@ -122,7 +124,7 @@ class WindowBranch(nnx.Module):
         logits = jnp.einsum('bwhid,bwhjd->bwhij', qw, kw, preferred_element_type=jnp.float32)
         logits = logits + self.position_bias()
         if shifted:
-            logits = logits + jnp.asarray(shift_mask(hp, wp, hs, ws, sh, sw))[None, :, None]
+            logits = logits + shift_mask(hp, wp, hs, ws, sh, sw)[None, :, None]
         # exp(logits - max)·v, then divide by the row sums: one pass fewer than softmax-then-matmul.
         weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
         out = jnp.einsum('bwhij,bwhjd->bwhid', weights.astype(vw.dtype), vw,
