@@ -122,6 +122,10 @@ def main() -> int:
             if r.status == "ok" and usable and r.total_gib is not None:
                 r.hbm_gib = usable / 2**30
                 r.headroom_gib = r.hbm_gib - r.total_gib
+        order = {name: i for i, name in enumerate(("v4:2x2x1", "v5e:4x4", "v5e:16x16", "v5p:2x2x4", "v5p:1x1x1"))}
+        rows.sort(key=lambda r: (r.kind != "train", ("lsm", "lsm_s", "lsm_light").index(r.variant)
+                                 if r.variant in ("lsm", "lsm_s", "lsm_light") else 9,
+                                 order.get(r.topology, 9), r.global_batch, r.image))
         print(plan_cli.markdown(rows, plan_cli.COMPACT))
         return 0
     chosen = [CASES[i] for i in args.case] if args.case else CASES[:args.only]

@@ -136,8 +136,7 @@ def _cell(value) -> str:
 
 
 # The README's narrower table (dtype, remat and accumulation stated above it instead).
-COMPACT = [c for c in COLUMNS if c[0] not in ("kind", "recipe", "mesh", "image", "dtype", "remat", "grad_accum",
-                                              "temp_gib")]
+COMPACT = [c for c in COLUMNS if c[0] not in ("recipe", "mesh", "dtype", "remat", "grad_accum", "temp_gib")]
 
 
 def markdown(rows: list[pod_plan.PlanRow], columns=COLUMNS) -> str:
