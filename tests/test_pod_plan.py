@@ -90,3 +90,32 @@ def test_a_v4_mesh_takes_both_tensorcores_of_each_chip():
     # Neighbouring data shards share a chip.
     first_chip = [d.coords for d in mesh.devices.flat[:2]]
     assert first_chip[0] == first_chip[1]
+
+
+def test_fit_search_extrapolates_then_steps_down_to_a_batch_that_fits(monkeypatch):
+    import argparse
+    import dataclasses
+    hbm = 15.75
+
+    def row(batch, gib):
+        return pod_plan.PlanRow("train", "lsm_light", "tiny", "v5e:2x2", "4×1×1", batch, 64, "float32", False, 1,
+                                devices=4, chips=4, status="ok" if gib <= hbm else "oom", total_gib=gib, hbm_gib=hbm)
+
+    def memory(batch):  # linear up to 40 images, steeper beyond: the first guess overshoots
+        return 1.0 + 0.25 * batch + (0.2 * (batch - 40) if batch > 40 else 0.0)
+
+    compiled = []
+
+    def fake_plan_train(config, topology, mesh):
+        compiled.append(config.batch_size)
+        return row(config.batch_size, memory(config.batch_size))
+
+    monkeypatch.setattr(pod_plan, "plan_train", fake_plan_train)
+    rows = [row(8, memory(8)), row(16, memory(16))]
+    found = plan_cli.fit_largest(argparse.Namespace(set=[]), "configs/lsm_light.py:tiny", "v5e:2x2", (-1, 1, 1),
+                                 "float32", False, 1, rows)
+    assert compiled[0] == 56  # 16 + (15.75 - 5) / 0.25 = 59, down to a multiple of the 4 devices
+    assert [r.status for r in found][-1] == "ok" and found[0].status == "oom"
+    best = found[-1].global_batch
+    assert best % 4 == 0 and memory(best) <= hbm and all("largest-fit" in r.reason for r in found)
+    assert dataclasses.asdict(found[-1])["global_batch"] == compiled[-1]
