@@ -35,7 +35,6 @@ def relative_offsets(hs: int, ws: int) -> np.ndarray:
     return np.stack([dh.reshape(-1), dw.reshape(-1)], axis=1).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
 def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int) -> jax.Array:
     """(num_windows, n, n) float32 Swin region mask on the padded hp×wp grid: -100 across regions.
 
