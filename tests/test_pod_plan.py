@@ -94,7 +94,6 @@ def test_a_v4_mesh_takes_both_tensorcores_of_each_chip():
 
 def test_fit_search_extrapolates_then_steps_down_to_a_batch_that_fits(monkeypatch):
     import argparse
-    import dataclasses
     hbm = 15.75
 
     def row(batch, gib):
@@ -118,4 +117,4 @@ def test_fit_search_extrapolates_then_steps_down_to_a_batch_that_fits(monkeypatc
     assert [r.status for r in found][-1] == "ok" and found[0].status == "oom"
     best = found[-1].global_batch
     assert best % 4 == 0 and memory(best) <= hbm and all("largest-fit" in r.reason for r in found)
-    assert dataclasses.asdict(found[-1])["global_batch"] == compiled[-1]
+    assert found[-1].global_batch == compiled[-1]
