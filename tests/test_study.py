@@ -66,6 +66,38 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(sweeps, zips, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
+_SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP",
+          "SLURM_ARRAY_TASK_COUNT", "LSM_STUDY_RUN_INDEX", "LSM_STUDY_NUM_RUNS")
+
+
+@pytest.mark.parametrize("first, step", [(0, 1), (1, 1), (5, 1), (1, 2)],
+                         ids=["array=0-3", "array=1-4", "array=5-8", "array=1-7:2"])
+def test_slurm_arrays_share_the_runs_whatever_their_first_task_id(monkeypatch, tmp_path, first, step):
+    """Each task of a 4-task SLURM array gets every 4th run, the first task run 0, whether the array
+    counts from 0, 1 or 5, or in steps of 2; together the tasks cover every run once."""
+    runs = runner.runs_of(tmp_path, Sweep.parse(["model.rmin=0.4,0.6,0.9"], [], seeds=3))  # 9 runs
+    for name in _SLURM:
+        monkeypatch.delenv(name, raising=False)
+    assert runner.select_runs(runs, None, None) == runs            # no array: one process runs everything
+    ids = [first + step * k for k in range(4)]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", str(ids[0]))
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", str(ids[-1]))
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", str(step))
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    shares = []
+    for task in ids:
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        shares.append([r.index for r in runner.select_runs(runs, None, None)])
+    assert shares == [[0, 4, 8], [1, 5], [2, 6], [3, 7]]
+    monkeypatch.setenv("LSM_STUDY_RUN_INDEX", "2")                 # the study's own variables win
+    assert [r.index for r in runner.select_runs(runs, None, None)] == [2, 6]
+    assert [r.index for r in runner.select_runs(runs, 0, 2)] == [0, 2, 4, 6, 8]   # and the flags over both
+    monkeypatch.delenv("LSM_STUDY_RUN_INDEX")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(ids[0] - 1))
+    with pytest.raises(SweepError, match=f"SLURM_ARRAY_TASK_ID={ids[0] - 1}: not on the array"):
+        runner.select_runs(runs, None, None)
+
+
 # ---------------------------------------------------------------------------------------------
 # A 2-setting × 2-seed study: runs, resumes after a kill, reports the runs' own numbers.
 

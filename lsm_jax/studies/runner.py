@@ -100,11 +100,34 @@ def run_config(spec: dict[str, Any], run: Run) -> ml_collections.ConfigDict:
     return config
 
 
+def slurm_array_index(env) -> int | None:
+    """This task's 0-based position in a SLURM job array, or None outside one.
+
+    SLURM_ARRAY_TASK_ID is the array's own number (`--array=1-4` gives 1..4, `--array=0-6:2` gives
+    0, 2, 4, 6): the position is (ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP.
+    """
+    if "SLURM_ARRAY_TASK_ID" not in env:
+        return None
+    task = int(env["SLURM_ARRAY_TASK_ID"])
+    offset = task - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+    step = int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
+    if offset < 0 or offset % step:
+        raise SweepError(f"SLURM_ARRAY_TASK_ID={task}: not on the array's range (SLURM_ARRAY_TASK_MIN="
+                         f"{env.get('SLURM_ARRAY_TASK_MIN')}, SLURM_ARRAY_TASK_STEP={env.get('SLURM_ARRAY_TASK_STEP')});"
+                         f" set LSM_STUDY_RUN_INDEX / LSM_STUDY_NUM_RUNS or --run-index / --num-runs")
+    return offset // step
+
+
 def select_runs(runs: list[Run], run_index: int | None, num_runs: int | None) -> list[Run]:
-    """This process's share: runs i, i+n, i+2n, ... (from the flags, else the environment)."""
+    """This process's share: runs i, i+n, i+2n, ... (from the flags, else the environment: LSM_STUDY_*,
+    else a SLURM job array, whose task IDs may start at any number, e.g. `--array=1-4`)."""
     env = os.environ
     if run_index is None:
-        run_index = int(env.get("LSM_STUDY_RUN_INDEX", env.get("SLURM_ARRAY_TASK_ID", 0)))
+        if "LSM_STUDY_RUN_INDEX" in env:
+            run_index = int(env["LSM_STUDY_RUN_INDEX"])
+        else:
+            slurm = slurm_array_index(env)
+            run_index = 0 if slurm is None else slurm
     if num_runs is None:
         num_runs = int(env.get("LSM_STUDY_NUM_RUNS", env.get("SLURM_ARRAY_TASK_COUNT", 1)))
     if num_runs < 1 or not 0 <= run_index < num_runs:
