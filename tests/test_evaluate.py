@@ -53,11 +53,29 @@ def test_hr_only_folder_makes_lr_on_the_fly(tmp_path):
         assert x["ssim"] == pytest.approx(y["ssim"], abs=1e-12)
 
 
+def _numpy_y_psnr(sr8: np.ndarray, hr8: np.ndarray, border: int) -> float:
+    """The protocol written out independently: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 on
+    uint8 RGB (not rounded), `border` pixels trimmed on each side, PSNR with peak 255, in float64."""
+    def luma(img):
+        return 16.0 + img.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0
+    diff = (luma(sr8) - luma(hr8))[border:-border, border:-border]
+    return float(10.0 * np.log10(255.0 ** 2 / np.mean(diff ** 2)))
+
+
 def test_manga109_naming_and_hr_crop(tmp_path):
-    """`{name}_LRBI_x{s}` is found; an HR that is not a multiple of s is cropped to LR·s."""
-    root = _small_benchmark(tmp_path, names=("woman",), scale=3, manga=True)  # woman 228x344: 344 % 3 = 2
-    r = scoring.evaluate_folder(scoring.bicubic_upscaler(3), root, 3, progress=False)
-    assert r["dataset"] == "Manga109" and len(r["images"]) == 1 and 20 < r["psnr"] < 40
+    """`{name}_LRBI_x{s}` is found; an HR that is not a multiple of s is cropped to LR·s (its top
+    342 rows), and the score is the PSNR on Y of what the model returned against that crop."""
+    root = _small_benchmark(tmp_path, names=("woman",), scale=3, manga=True)  # woman 228x344 (W x H): 344 % 3 = 2
+    returned = []
+    bicubic = scoring.bicubic_upscaler(3)
+    r = scoring.evaluate_folder(lambda lr: returned.append(bicubic(lr)) or returned[-1], root, 3, progress=False)
+    assert r["dataset"] == "Manga109" and len(r["images"]) == 1
+    hr = read_rgb8(SET5 / "HR" / "woman.png")
+    assert hr.shape == (344, 228, 3) and returned[0].shape == (342, 228, 3)
+    sr8 = np.rint(np.clip(returned[0].astype(np.float64), 0, 1) * 255).astype(np.uint8)
+    want = _numpy_y_psnr(sr8, hr[:342, :228], border=3)
+    assert r["psnr"] == pytest.approx(want, abs=1e-9) and r["images"][0]["psnr"] == r["psnr"]
+    assert want == pytest.approx(28.5663, abs=1e-4)   # bicubic x3 on this image (a regression pin)
 
 
 def test_missing_and_mismatched_files_are_named(tmp_path):
