@@ -1,25 +1,87 @@
-"""The benchmarks' one CSV writer: rows of dicts to a file, written whole or not at all."""
+"""The benchmarks' one CSV writer: rows of dicts to a file, written whole or not at all.
+
+Every row carries where and when it was measured: `machine`, `date` (UTC, ISO), `jax` and `jaxlib`
+(installed versions) are added to each row that lacks them, as the last columns, so that
+`experiments/render_tables.py` can caption each table with them. A benchmark that sets any of these
+itself (bench_scan names the device) keeps its own value. `LSM_BENCH_MACHINE` overrides the machine
+description (e.g. "2-core x86-64 CPU (dev VM)"); otherwise it is read from the host.
+"""
 
 from __future__ import annotations
 
 import csv
+import datetime
+import os
+import platform
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
+
+METADATA = ("machine", "date", "jax", "jaxlib")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def machine() -> str:
+    """A one-line description of this host: `LSM_BENCH_MACHINE`, or cores, architecture, CPU name and,
+    when the benchmark has already started JAX on an accelerator, its device kind."""
+    if os.environ.get("LSM_BENCH_MACHINE"):
+        return os.environ["LSM_BENCH_MACHINE"]
+    text = f"{os.cpu_count()}-core {platform.machine().replace('_', '-')} CPU"
+    name = _cpu_name()
+    if name:
+        text += f" ({name})"
+    jax = sys.modules.get("jax")  # never imported here: only asked when the benchmark already uses it
+    if jax is not None:
+        try:
+            device = jax.devices()[0]
+            if device.platform != "cpu":
+                text += f", {len(jax.devices())}x {device.device_kind}"
+        except Exception:  # noqa: BLE001 - a description must never stop a benchmark's write
+            pass
+    return text
+
+
+def metadata_values() -> dict:
+    """The metadata columns' values for rows measured now."""
+    return {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+            "jax": _version("jax"), "jaxlib": _version("jaxlib")}
 
 
 def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | None = None) -> Path:
     """Writes `rows` to `path` (parent folders made) through a temporary file and a rename.
 
     The columns are `fields` (keys outside them are dropped), or else every key of every row in the
-    order first seen, so rows with extra keys (an error message) keep them.
+    order first seen, so rows with extra keys (an error message) keep them. The metadata columns
+    (`METADATA`) are appended when missing, and filled in rows that have no value for them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fields is None:
         fields = list(dict.fromkeys(k for row in rows for k in row))
+    fields = list(fields)
+    fields += [name for name in METADATA if name not in fields]
+    meta = metadata_values()
+    rows = [{**row, **{k: v for k, v in meta.items() if row.get(k) in (None, "")}} for row in rows]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
