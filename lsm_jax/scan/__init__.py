@@ -15,7 +15,8 @@ with (a_i, x_i) ∘ (a_j, x_j) = (a_j·a_i, a_j·x_i + x_j). The strategies (`SC
   'two_pass'     chunk summaries (Π a, end state), a short scan over them, then a rescan of every
                  chunk from its carry-in: 40 bytes per complex64 element, no transposes;
   'pallas'       a Pallas TPU kernel (interpret mode elsewhere, options `block_len`, `interpret`);
-  'ffi'          a C++ loop on the CPU through XLA's FFI, one pass over memory (option `threads`);
+  'ffi'          a C++ loop on the CPU through XLA's FFI, one pass over memory (option `threads`,
+                 0: the CPUs this process may run on, read at every call);
   'sharded'      the scanned axis split over the mesh axis `mesh_axis` (shard_map), each shard
                  running `inner`, corrected by the exchanged (h_last, Π a);
   'auto'         see `pick_impl`.
@@ -60,7 +61,8 @@ def check_options(impl: str, options: dict, where: str = 'linear_recurrence') ->
         if name in options and (not isinstance(options[name], int) or options[name] < 1):
             raise ValueError(f"{where}: {name} must be a positive int, got {options[name]!r}")
     if 'threads' in options and (not isinstance(options['threads'], int) or options['threads'] < 0):
-        raise ValueError(f"{where}: threads must be an int >= 0 (0: one per core), got {options['threads']!r}")
+        raise ValueError(f"{where}: threads must be an int >= 0 (0: the CPUs this process may run on), "
+                         f"got {options['threads']!r}")
     inner = options.get('inner', 'auto')
     if inner not in SCAN_IMPLS or inner == 'sharded':
         raise ValueError(f"{where}: inner must be one of {SCAN_IMPLS[:-1]}, got {inner!r}")
@@ -79,12 +81,14 @@ def pick_impl(length: int, platform: str | None = None, width: int = 1) -> str:
     """What 'auto' runs for a scan of `length` steps over `width` (= P·Q) independent lanes.
 
     CPU with one device: 'sequential' up to `ROW_WIDTH` lanes, else 'ffi' (the C++ one-pass kernel)
-    when it builds here; otherwise (no kernel, or several devices) 'two_pass' from 512 steps on and
-    'sequential' below. On this project's 2-core CPU (jax 0.12.0.1, quiet machine,
-    experiments/results/scan_cpu.csv), at (4, 65536, 32) complex64 forward: 'ffi' 30-37 ms,
-    'two_pass' 41-62 ms, 'sequential' 100-181 ms, against a 25-28 ms copy floor; forward+backward
-    105-175 ms against 165-225 ms ('two_pass') and 244-341 ms ('sequential'). 'two_pass' streams a and x
-    twice in large vectorised steps; the custom VJP keeps value-and-grad at 2-3 E-sized temporaries.
+    when it builds and loads here (no compiler, a failed or timed-out compile, a kernel cache that
+    cannot be written, a damaged cached kernel that cannot be rebuilt: not picked); otherwise (no
+    kernel, or several devices) 'two_pass' from 512 steps on and 'sequential' below. On this
+    project's 2-core CPU (jax 0.12.0.1, quiet machine, experiments/results/scan_cpu.csv), at
+    (4, 65536, 32) complex64 forward: 'ffi' 30-37 ms, 'two_pass' 41-62 ms, 'sequential' 100-181 ms,
+    against a 25-28 ms copy floor; forward+backward 105-175 ms against 165-225 ms ('two_pass') and
+    244-341 ms ('sequential'). 'two_pass' streams a and x twice in large vectorised steps; the custom
+    VJP keeps value-and-grad at 2-3 E-sized temporaries.
     On a multi-device CPU (the tests' 8 fake devices) 'ffi' is not picked: XLA would run the custom
     call replicated (see `lsm_jax.scan.ffi`). GPU and TPU: 'associative' (log depth; XLA fuses it well
     on GPUs: 322 µs vs 6.9 ms for lax.scan at (4, 65536) on an H100).
