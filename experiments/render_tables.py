@@ -481,7 +481,7 @@ def main(argv=None) -> int:
         return 0
     problems = process(args.root, write=not args.check)
     for line in problems:
-        print(line)
+        print(line if args.check else line.replace(": differs from ", ": rewritten from "))
     if args.check:
         return 1 if problems else 0
     return 1 if any("differs" not in line for line in problems) else 0
