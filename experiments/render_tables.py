@@ -145,7 +145,7 @@ def scan_auto(rows):
         here = where(pts, B=key[0], L=key[1], mode=key[2])
         auto = one(here, strategy="auto")
         others = [r for r in here if r["strategy"] != "auto" and num(r["time_s"]) is not None]
-        if not auto or not others:
+        if num(auto.get("time_s")) is None or not others:
             continue
         best = min(others, key=lambda r: num(r["time_s"]))
         cells = [f"({key[0]}, {key[1]})", key[2], f"`{auto['impl'].split(':')[-1]}`", ms(auto["time_s"]),
