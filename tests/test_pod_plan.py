@@ -118,3 +118,30 @@ def test_fit_search_extrapolates_then_steps_down_to_a_batch_that_fits(monkeypatc
     best = found[-1].global_batch
     assert best % 4 == 0 and memory(best) <= hbm and all("largest-fit" in r.reason for r in found)
     assert found[-1].global_batch == compiled[-1]
+
+
+def test_flops_count_every_micro_batch_of_gradient_accumulation(monkeypatch):
+    """XLA's cost analysis counts a loop body once: k = 2 micro-batches of 8 images must cost twice
+    one batch of 8, both in pod_plan's figure and in the training meter's (CPU compile, 1 device)."""
+    from lsm_jax.training import throughput
+    seen = {}
+    real_fill = pod_plan._fill_from_compiled
+
+    def recording_fill(row, compiled, devices, micro=None):
+        seen[row.grad_accum] = (compiled, micro)
+        return real_fill(row, compiled, devices, micro)
+
+    monkeypatch.setattr(pod_plan, "_fill_from_compiled", recording_fill)
+    devices = jax.devices("cpu")[:1]
+    gflops, meter_flops = {}, {}
+    for k in (1, 2):
+        config = micro_config(batch_size=8 * k, grad_accum_steps=k)
+        row = pod_plan.plan_train(config, "cpu:1", (-1, 1, 1), devices)
+        assert row.status == "ok", row.reason
+        gflops[k] = row.gflops_per_chip
+        compiled, micro = seen[k]
+        meter_flops[k] = throughput.Meter(compiled, config.batch_size, devices, k, micro).flops_per_step
+    print(f"GFLOP per step: k=1 {gflops[1]:.5f}, k=2 {gflops[2]:.5f}; meter {meter_flops[1]:.4g}, {meter_flops[2]:.4g}")
+    assert gflops[2] / gflops[1] == pytest.approx(2.0, rel=0.02)
+    assert meter_flops[2] / meter_flops[1] == pytest.approx(2.0, rel=0.02)
+    assert meter_flops[1] == pytest.approx(gflops[1] * 1e9, rel=1e-6)

@@ -91,7 +91,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         t0 = time.perf_counter()
         compiled = parts.step.lower(state, batch).compile()
         summary["compile_s"] = time.perf_counter() - t0
-        meter = throughput.Meter(compiled, config.batch_size, jax.devices())
+        # With gradient accumulation the cost analysis counts the step's scan body once: its FLOPs
+        # come from the body compiled alone (throughput.step_cost); not part of the step's compile time.
+        micro = parts.lower_micro_step(batch)
+        meter = throughput.Meter(compiled, config.batch_size, jax.devices(), parts.grad_accum_steps,
+                                 micro.compile() if micro is not None else None)
         summary["flops_per_step"] = meter.flops_per_step
         writer = reporting.MetricWriter(workdir, enabled=is_main)
         cleanup.callback(writer.close)

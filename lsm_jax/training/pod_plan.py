@@ -9,7 +9,9 @@ donation, optimizer and EMA, lowered from abstract shapes (no parameter is alloc
 
 Every memory figure is the compiler's (`memory_analysis`, or its out-of-memory message); FLOPs and
 the step time are the compiled program's `cost_analysis` (`optimal_seconds`: the TPU cost model's
-estimate, not a measurement).
+estimate, not a measurement). With gradient accumulation (k micro-batches in a `lax.scan`, whose
+body the cost analysis counts once) the scan body is compiled alone as well and counted k times
+(`throughput.step_cost`); the row's compile time includes it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import ml_collections
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lsm_jax.training import chips, sharding
+from lsm_jax.training import chips, sharding, throughput
 from lsm_jax.training.state import abstract_like
 
 LIBTPU_HINT = ("pod_plan needs the libtpu package to compile for TPU topologies on this machine: "
@@ -116,7 +118,9 @@ def collectives(hlo_text: str) -> dict[str, int]:
     return {op: len(re.findall(rf"\b{op}(?:-start)?\(", hlo_text)) for op in ops}
 
 
-def _fill_from_compiled(row: PlanRow, compiled, devices: list) -> None:
+def _fill_from_compiled(row: PlanRow, compiled, devices: list, micro=None) -> None:
+    """The row's figures from the compiled step; `micro`: the compiled accumulation-scan body when the
+    step accumulates k = row.grad_accum > 1 micro-batches (the cost analysis counts that body once)."""
     per_chip = chips.devices_per_chip(devices)
     chip = chips.chip_of(devices[0].device_kind)
     dev = chip.per_device(per_chip) if chip else None
@@ -130,25 +134,30 @@ def _fill_from_compiled(row: PlanRow, compiled, devices: list) -> None:
     if usable:
         row.hbm_gib = usable / _GIB
         row.headroom_gib = row.hbm_gib - row.total_gib
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0))  # of the per-device SPMD program
+    k = row.grad_accum if micro is not None else 1
+    # FLOPs and the cost model's seconds of the per-device SPMD program, the scan body counted k times.
+    flops = throughput.step_cost(throughput.compiled_flops(compiled), k,
+                                 throughput.compiled_flops(micro) if k > 1 else 0.0)
     row.gflops_per_chip = flops * per_chip / 1e9
-    seconds = float(cost.get("optimal_seconds", -1.0))
-    if seconds > 0:
+    seconds = throughput.compiled_seconds(compiled)
+    micro_seconds = throughput.compiled_seconds(micro) if k > 1 else 0.0
+    if seconds > 0 and (k == 1 or micro_seconds > 0):
+        seconds = throughput.step_cost(seconds, k, micro_seconds)
         row.cost_model_ms = seconds * 1e3
         row.images_per_s_per_chip = row.global_batch / seconds / row.chips
         if dev:
-            row.mfu = flops / seconds / dev.bf16_flops
+            row.mfu = flops / seconds / dev.bf16_flops  # per device: FLOPs / estimated time / peak
     else:
-        row.reason = f"the TPU cost model gave no time estimate for this program (optimal_seconds={seconds:.4g})"
+        bad = micro_seconds if seconds > 0 else seconds
+        row.reason = f"the TPU cost model gave no time estimate for this program (optimal_seconds={bad:.4g})"
     row.collectives = " ".join(f"{k}={v}" for k, v in collectives(compiled.as_text()).items() if v)
 
 
-def _compile(row: PlanRow, lowered_fn, devices: list) -> PlanRow:
+def _compile(row: PlanRow, lowered_fn, devices: list, micro_fn=None) -> PlanRow:
     t0 = time.perf_counter()
     try:
         compiled = lowered_fn().compile()
+        micro = micro_fn().compile() if micro_fn is not None else None
     except Exception as err:  # the compiler's out-of-memory error carries its own figures
         row.compile_s = time.perf_counter() - t0
         msg = str(err)
@@ -165,7 +174,7 @@ def _compile(row: PlanRow, lowered_fn, devices: list) -> PlanRow:
             row.status, row.reason = "error", msg.splitlines()[0][:300]
         return row
     row.compile_s = time.perf_counter() - t0
-    _fill_from_compiled(row, compiled, devices)
+    _fill_from_compiled(row, compiled, devices, micro)
     return row
 
 
@@ -199,7 +208,8 @@ def plan_train(config: ml_collections.ConfigDict, topology: str, mesh_sizes=(-1,
     b, p, s = row.global_batch, row.image, int(config.model.upscale)
     batch = {"lq": jax.ShapeDtypeStruct((b, p, p, 3), jnp.float32, sharding=parts.batch_sharding),
              "gt": jax.ShapeDtypeStruct((b, p * s, p * s, 3), jnp.float32, sharding=parts.batch_sharding)}
-    return _compile(row, lambda: parts.step.lower(state, batch), devices)
+    micro = (lambda: parts.lower_micro_step(batch)) if parts.micro_step is not None else None
+    return _compile(row, lambda: parts.step.lower(state, batch), devices, micro)
 
 
 def make_infer_fn(net_cfg: ml_collections.ConfigDict):

@@ -106,20 +106,13 @@ def make_train_forward(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_colle
     return forward
 
 
-def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, config: ml_collections.ConfigDict, mesh=None) -> Callable:
-    """The pure step (state, batch) -> (state, metrics): L1 loss, AdamW update, EMA update.
-
-    With `config.grad_accum_steps = k > 1` the batch is split into k micro-batches
-    (`split_micro_batches`) whose gradients a `lax.scan` averages before the one update: the same
-    mean loss and gradient as the whole batch, with 1/k of the activations alive at once. With a
+def make_loss_fn(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_collections.ConfigDict, mesh=None) -> Callable:
+    """loss(params, lq, gt, key) -> the mean L1 loss of one (micro-)batch in training mode. With a
     `mesh` the network's named activations are pinned to the rule table's layout, and when
     `config.model.scan.impl` is 'sharded' the forward is traced under the mesh (`set_mesh` is not
     allowed inside jit; its abstract mesh is), so the scan splits its axis over
     `config.model.scan.mesh_axis`."""
     forward = make_train_forward(graphdef, rest, config)
-    decay = float(config.ema_decay)
-    k = int(config.get("grad_accum_steps", 1))
     hook = activation_hook(mesh, config)
     sharded_scan = mesh is not None and config.model.scan.impl == "sharded"
 
@@ -128,6 +121,21 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
         with activation_axes.constraining(hook), under_mesh:
             pred = forward(params, lq, key)
         return jnp.mean(jnp.abs(pred.astype(jnp.float32) - gt))
+
+    return loss_fn
+
+
+def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, config: ml_collections.ConfigDict, mesh=None) -> Callable:
+    """The pure step (state, batch) -> (state, metrics): L1 loss, AdamW update, EMA update.
+
+    With `config.grad_accum_steps = k > 1` the batch is split into k micro-batches
+    (`split_micro_batches`) whose gradients a `lax.scan` averages before the one update: the same
+    mean loss and gradient as the whole batch, with 1/k of the activations alive at once. The loss
+    is `make_loss_fn`'s (activation layout and sharded scan under a `mesh`)."""
+    loss_fn = make_loss_fn(graphdef, rest, config, mesh)
+    decay = float(config.ema_decay)
+    k = int(config.get("grad_accum_steps", 1))
 
     def loss_and_grads(params, batch, key):
         if k == 1:
@@ -156,6 +164,22 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     return train_step
 
 
+def make_micro_step(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_collections.ConfigDict,
+                    mesh=None) -> Callable:
+    """The body of the accumulation scan as a program of its own: (params, grads, lq, gt, rng) ->
+    (loss, grads + this micro-batch's gradients), on one micro-batch. Used only to count FLOPs: XLA's
+    cost analysis counts a loop body once, so a step of k micro-batches costs its compiled figure
+    plus (k - 1) times this program's (`lsm_jax.training.throughput.step_cost`)."""
+    loss_fn = make_loss_fn(graphdef, rest, config, mesh)
+
+    def micro_step(params, carry, lq, gt, rng):
+        key = jax.random.fold_in(jax.random.wrap_key_data(rng), 0)
+        loss, grads = jax.value_and_grad(loss_fn)(params, lq, gt, key)
+        return loss, jax.tree.map(jnp.add, carry, grads)
+
+    return micro_step
+
+
 class Parts(NamedTuple):
     """What the loop (and the tests and benchmarks) need, built for one config and mesh."""
     graphdef: nnx.GraphDef
@@ -167,6 +191,22 @@ class Parts(NamedTuple):
     init: Callable[[], TrainState]    # jitted: a fresh state, created in its shards
     step: Callable                   # jitted (state, batch) -> (state, metrics), state donated
     schedule: optax.Schedule
+    micro_step: Callable | None = None  # jitted accumulation-scan body (FLOP counting), k > 1 only
+    grad_accum_steps: int = 1
+
+    def lower_micro_step(self, batch):
+        """The lowered accumulation-scan body for the micro-batch of `batch` (abstract or concrete
+        arrays; only their shapes are read), or None when the step does not accumulate."""
+        if self.micro_step is None:
+            return None
+        k = self.grad_accum_steps
+        micro = {name: jax.ShapeDtypeStruct((x.shape[0] // k, *x.shape[1:]), x.dtype, sharding=self.batch_sharding)
+                 for name, x in batch.items()}
+        params = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
+                              self.abstract_state.params, self.state_shardings.params)
+        rng = jax.ShapeDtypeStruct(self.abstract_state.rng.shape, self.abstract_state.rng.dtype,
+                                   sharding=self.state_shardings.rng)
+        return self.micro_step.lower(params, params, micro["lq"], micro["gt"], rng)
 
 
 def build(config: ml_collections.ConfigDict, mesh) -> Parts:
@@ -186,5 +226,11 @@ def build(config: ml_collections.ConfigDict, mesh) -> Parts:
     step = jax.jit(make_train_step(graphdef, rest, tx, schedule, config, mesh),
                    in_shardings=(state_sh, {"lq": batch_sh, "gt": batch_sh}),
                    out_shardings=(state_sh, replicated), donate_argnums=0)
+    k = int(config.get("grad_accum_steps", 1))
+    micro = None
+    if k > 1:
+        micro = jax.jit(make_micro_step(graphdef, rest, config, mesh),
+                        in_shardings=(state_sh.params, state_sh.params, batch_sh, batch_sh, state_sh.rng),
+                        out_shardings=(replicated, state_sh.params))
     return Parts(graphdef, rest, abstract_state, state_sh, batch_sh, replicated,
-                 jax.jit(init_fn, out_shardings=state_sh), step, schedule)
+                 jax.jit(init_fn, out_shardings=state_sh), step, schedule, micro, k)

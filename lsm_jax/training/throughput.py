@@ -6,6 +6,11 @@ SPMD program, times the device count) and the devices' peak from the chip table
 reported on devices the table does not know, such as CPUs). With `model.remat` the compiled FLOPs
 include the recomputation, so the figure is then the hardware-FLOPs utilisation.
 
+Gradient accumulation: XLA's cost analysis counts the body of a loop once, whatever its trip count;
+the step with `grad_accum_steps = k > 1` runs its micro-batches in a `lax.scan`, so `step_cost` adds (k - 1) times the FLOPs of the scan body compiled as a program of its own (one micro-batch's
+loss and gradient, `Parts.lower_micro_step`): exact up to the few elementwise operations that
+carry the scan (multiplying the whole step by k would also count the optimizer update k times).
+
 `Profiler` writes a `jax.profiler` trace of `profile.num_steps` steps from `profile.start_step`
 into `<workdir>/profile` (TensorBoard's profile plugin reads it); the loop wraps each step in a
 `StepTraceAnnotation`.
@@ -34,13 +39,38 @@ def compiled_flops(compiled) -> float:
     return float((cost or {}).get("flops", 0.0) or 0.0)
 
 
-class Meter:
-    """Turns a step time into throughput and MFU scalars for the logs."""
+def compiled_seconds(compiled) -> float:
+    """The cost model's time estimate of a compiled program (`optimal_seconds`), ≤ 0 when it has none."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:
+        return -1.0
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    return float((cost or {}).get("optimal_seconds", -1.0))
 
-    def __init__(self, compiled, global_batch: int, devices: list):
+
+def step_cost(step_figure: float, grad_accum_steps: int = 1, micro_figure: float = 0.0) -> float:
+    """One training step's figure (FLOPs or cost-model seconds) from the compiled step's and, with
+    k = `grad_accum_steps` > 1, the compiled scan body's: the cost analysis counts the body of the
+    step's `lax.scan` once, the step runs it k times, so the step is its figure + (k - 1) × the body's."""
+    k = int(grad_accum_steps)
+    if k > 1 and not micro_figure:
+        raise ValueError(f"grad_accum_steps={k}: the micro-batch program's figure is needed to count the step")
+    return step_figure + (k - 1) * micro_figure if k > 1 else step_figure
+
+
+class Meter:
+    """Turns a step time into throughput and MFU scalars for the logs. With `grad_accum_steps` = k > 1,
+    `micro` is the compiled accumulation-scan body (`Parts.lower_micro_step(batch).compile()`)."""
+
+    def __init__(self, compiled, global_batch: int, devices: list, grad_accum_steps: int = 1, micro=None):
         self.devices = len(devices)
         self.global_batch = int(global_batch)
-        self.flops_per_device = compiled_flops(compiled)
+        flops = compiled_flops(compiled)
+        if int(grad_accum_steps) > 1 and flops:
+            micro_flops = compiled_flops(micro) if micro is not None else 0.0
+            flops = step_cost(flops, grad_accum_steps, micro_flops) if micro_flops else 0.0  # unknown, not wrong
+        self.flops_per_device = flops
         self.flops_per_step = self.flops_per_device * self.devices
         self.peak = chips.peak_flops_per_device(devices[0].device_kind, chips.devices_per_chip(devices))
 
