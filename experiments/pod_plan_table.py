@@ -79,8 +79,9 @@ def fit_rows(variant: str, topology: str, out: Path, bound: bool) -> list[pod_pl
         raise SystemExit(f"fit {variant} {topology}: needs two fitting rows in {out}")
     spec = str(REPO / CONFIGS[variant])
     found = plan_cli.fit_largest(argparse.Namespace(set=[]), spec, topology, (-1, 1, 1), "float32", False, 1, rows)
-    if bound and found and found[-1].status == "ok":
-        above = pod_plan.plan_train(_train_config(variant, found[-1].global_batch + found[-1].devices), topology)
+    best = max((r for r in found if r.status == "ok"), key=lambda r: r.global_batch, default=None)
+    if bound and best is not None and all(r.global_batch != best.global_batch + best.devices for r in found):
+        above = pod_plan.plan_train(_train_config(variant, best.global_batch + best.devices), topology)
         above.reason = (above.reason + "; " if above.reason else "") + "largest-fit bound (one per device more)"
         found.append(above)
     return found

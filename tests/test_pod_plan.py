@@ -92,16 +92,14 @@ def test_a_v4_mesh_takes_both_tensorcores_of_each_chip():
     assert first_chip[0] == first_chip[1]
 
 
-def test_fit_search_extrapolates_then_steps_down_to_a_batch_that_fits(monkeypatch):
+def _fit_search(monkeypatch, memory, hbm=15.75):
+    """plan_cli.fit_largest on a memory model (GiB per device of a global batch, 4 devices), seeded with
+    batches 8 and 16; returns (the rows it compiled, the batches in compile order)."""
     import argparse
-    hbm = 15.75
 
     def row(batch, gib):
         return pod_plan.PlanRow("train", "lsm_light", "tiny", "v5e:2x2", "4×1×1", batch, 64, "float32", False, 1,
                                 devices=4, chips=4, status="ok" if gib <= hbm else "oom", total_gib=gib, hbm_gib=hbm)
-
-    def memory(batch):  # linear up to 40 images, steeper beyond: the first guess overshoots
-        return 1.0 + 0.25 * batch + (0.2 * (batch - 40) if batch > 40 else 0.0)
 
     compiled = []
 
@@ -113,11 +111,37 @@ def test_fit_search_extrapolates_then_steps_down_to_a_batch_that_fits(monkeypatc
     rows = [row(8, memory(8)), row(16, memory(16))]
     found = plan_cli.fit_largest(argparse.Namespace(set=[]), "configs/lsm_light.py:tiny", "v5e:2x2", (-1, 1, 1),
                                  "float32", False, 1, rows)
+    assert all("largest-fit search" in r.reason for r in found)
+    return found, compiled
+
+
+def _largest(found):
+    """The largest fitting batch the search compiled (its row, and only its, says so)."""
+    best = max((r for r in found if r.status == "ok"), key=lambda r: r.global_batch)
+    assert [r.global_batch for r in found if "the largest fit" in r.reason] in ([best.global_batch], [])
+    return best.global_batch
+
+
+def test_fit_search_steps_down_then_bisects_to_the_largest_batch_that_fits(monkeypatch):
+    def memory(batch):  # linear up to 40 images, steeper beyond: the first guess overshoots
+        return 1.0 + 0.25 * batch + (0.2 * (batch - 40) if batch > 40 else 0.0)
+
+    found, compiled = _fit_search(monkeypatch, memory)
     assert compiled[0] == 56  # 16 + (15.75 - 5) / 0.25 = 59, down to a multiple of the 4 devices
-    assert [r.status for r in found][-1] == "ok" and found[0].status == "oom"
-    best = found[-1].global_batch
-    assert best % 4 == 0 and memory(best) <= hbm and all("largest-fit" in r.reason for r in found)
-    assert found[-1].global_batch == compiled[-1]
+    # 48 fits (15.6 GiB) and 52 does not (16.4): the answer is 48, not the first fit after stepping down (44).
+    assert _largest(found) == 48
+    assert "the largest fit (52 fails)" in found[compiled.index(48)].reason
+    assert 52 in compiled and max(c for c in compiled if memory(c) <= 15.75) == 48
+
+
+def test_fit_search_goes_on_upwards_while_the_guesses_fit(monkeypatch):
+    def memory(batch):  # flattens out: the linear extrapolation undershoots
+        return 1.0 + 0.25 * min(batch, 24) + 0.05 * max(batch - 24, 0)
+
+    found, compiled = _fit_search(monkeypatch, memory)
+    assert memory(compiled[0]) <= 15.75  # the first guess fits; the search must not stop there
+    largest = max(b for b in range(4, 400, 4) if memory(b) <= 15.75)
+    assert _largest(found) == largest and largest + 4 in compiled
 
 
 def test_flops_count_every_micro_batch_of_gradient_accumulation(monkeypatch):

@@ -9,8 +9,9 @@ FLOPs, the cost model's step time, images/s per chip and MFU (`lsm_jax.training.
 
 Every combination is compiled (one row each); combinations that cannot work get a row that says
 why. `--fit` adds, per configuration and topology, the largest per-chip batch that fits: the
-compiler's memory at the two largest fitting batches is extrapolated linearly to the HBM and the
-estimate is compiled to confirm it (stepping down until it does).
+compiler's memory at the two largest fitting batches is extrapolated linearly to the HBM, the
+estimate is compiled, and the search continues (upwards while everything fits, then bisecting
+between the largest fitting and the smallest failing batch) until the two are one step apart.
 """
 
 from __future__ import annotations
@@ -84,29 +85,59 @@ def _variant_config(args, spec: str, batch: int, dtype: str, remat: bool, accum:
     return _tpu_config(config)
 
 
-def fit_largest(args, spec, topo, mesh, dtype, remat, accum, rows) -> list[pod_plan.PlanRow]:
-    """Rows searching the largest per-chip batch that fits, from the fitting rows already compiled."""
+def fit_largest(args, spec, topo, mesh, dtype, remat, accum, rows, max_compiles: int = 8) -> list[pod_plan.PlanRow]:
+    """Rows searching the largest per-chip batch that fits, from the fitting rows already compiled.
+
+    The compiler's memory at the two largest fitting batches is extrapolated linearly to the HBM. While
+    no batch has failed, the search extrapolates upwards from the largest fitting one; once one fails,
+    it steps down by the estimated excess, then bisects between the largest fitting and the smallest
+    failing batch until they are one step (devices × micro-batches) apart. The largest fitting row's
+    note says 'largest-fit search: the largest fit'; every row of the search says 'largest-fit search'."""
     ok = sorted((r for r in rows if r.status == "ok" and r.total_gib is not None), key=lambda r: r.global_batch)
     if len(ok) < 2 or ok[-1].hbm_gib is None:
         return []
     a, b = ok[-2], ok[-1]
-    slope = (b.total_gib - a.total_gib) / (b.global_batch - a.global_batch)  # GiB per example of the global batch
+    hbm = b.hbm_gib
     quantum = b.devices * accum  # every device gets whole micro-batches (a model axis > 1 needs fewer)
-    guess = b.global_batch + int((b.hbm_gib - b.total_gib) / slope) if slope > 0 else 8 * b.global_batch
-    guess = max(guess // quantum * quantum, b.global_batch)
+    points = {r.global_batch: r.total_gib for r in ok}  # fitting batch -> GiB per device
+    slope = (b.total_gib - a.total_gib) / (b.global_batch - a.global_batch)  # GiB per example of the global batch
+    seed, lo, hi = b.global_batch, b.global_batch, None
+    down = lambda x: x // quantum * quantum  # noqa: E731
+
+    def upward() -> int:  # extrapolate from the two largest fitting batches; at least one step up
+        x0, x1 = sorted(points)[-2:]
+        s = (points[x1] - points[x0]) / (x1 - x0)
+        return max(down(x1 + int((hbm - points[x1]) / s)) if s > 0 else 2 * x1, x1 + quantum)
+
+    guess = upward()
     out = []
-    for _ in range(4):
-        if guess <= b.global_batch:
+    for _ in range(max_compiles):
+        if guess <= lo or (hi is not None and guess >= hi):
             break
         row = pod_plan.plan_train(_variant_config(args, spec, guess, dtype, remat, accum), topo, mesh)
         row.reason = (row.reason + "; " if row.reason else "") + "largest-fit search"
         out.append(row)
         log.info("%s", _brief(row))
-        if row.status == "ok":
+        if row.status == "ok" and row.total_gib is not None:
+            lo, points[guess] = guess, row.total_gib
+        elif row.status == "ok":
+            lo = guess
+        else:
+            hi = guess if hi is None else min(hi, guess)
+        if hi is None:
+            guess = upward()
+        elif hi - lo <= quantum:
             break
-        over = (row.total_gib or b.hbm_gib * 1.1) - b.hbm_gib
-        guess = max((guess - int(math.ceil(over / slope * 1.05)) if slope > 0 else guess // 2) // quantum * quantum,
-                    b.global_batch)
+        elif lo == seed:  # nothing above the seed fits yet: step down by the estimated excess
+            over = (row.total_gib or hbm * 1.1) - hbm if row.status != "ok" else 0.0
+            step = int(math.ceil(over / slope * 1.05)) if slope > 0 and over > 0 else (hi - lo) // 2
+            guess = min(max(down(hi - step), lo + quantum), down(hi - 1))
+        else:  # bisect
+            guess = min(max(down((lo + hi) // 2), lo + quantum), down(hi - 1))
+    best = max((r for r in out if r.status == "ok"), key=lambda r: r.global_batch, default=None)
+    if best is not None:
+        best.reason += (f": the largest fit ({hi} fails)" if hi is not None else
+                        f": the largest fit in {len(out)} compiles, none failed (no upper bound found)")
     return out
 
 
