@@ -229,6 +229,10 @@ def test_gpu_kernel_values_in_interpret_mode(length, reverse, broadcast, with_h0
     assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
 
 
+# JAX deprecates Pallas' Triton backend (deprecation id 'jax-pallas-triton'): every Triton lowering
+# warns. Only that warning is silenced, only here; once JAX makes it an error or drops the backend, this
+# test fails (docs/scan.md says what then breaks).
+@pytest.mark.filterwarnings('ignore:The Pallas Triton backend is deprecated:DeprecationWarning')
 def test_gpu_kernel_lowers_to_triton_for_an_h100():
     """No GPU here: lowering for an abstract H100 runs Pallas' Triton lowering of both kernels."""
     from jax._src.mesh import AbstractDevice
