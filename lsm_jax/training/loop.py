@@ -51,6 +51,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     if is_main:
         log.info("devices: %d (%s) in %d process(es); mesh %s", jax.device_count(), jax.devices()[0].platform,
                  jax.process_count(), dict(mesh.shape))
+        log.info("resolved config saved to %s", reporting.save_config(workdir, config))
 
     # Phase 2: model, optimizer, shardings; the validator checks its folders now, not hours later.
     parts = build(config, mesh)

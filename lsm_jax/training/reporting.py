@@ -66,6 +66,21 @@ class MetricWriter:
             self.enabled = False
 
 
+CONFIG_FILE = "config.json"
+
+
+def save_config(workdir: str | os.PathLike, config) -> Path:
+    """Writes the resolved config (recipe and overrides applied) to `<workdir>/config.json`, through a
+    temporary file and a rename, so a reader never sees half a file; returns the path. Each start
+    rewrites it: it is the config of the latest start (tuples become JSON lists)."""
+    path = Path(workdir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(config.to_json_best_effort(indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of `<workdir>/metrics.jsonl` (one dict per `scalars` call)."""
     path = Path(workdir) / "metrics.jsonl"

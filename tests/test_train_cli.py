@@ -1,0 +1,86 @@
+"""The `train` command's own options, through the command: --help / -h (with a config file's
+recipes), --print-config, and the resolved config saved into the workdir at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsm_jax.training import cli, loop
+
+REPO = Path(__file__).resolve().parents[1]
+LIGHT = str(REPO / "configs/lsm_light.py")
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_usage_and_exits_0(flag, capsys):
+    assert cli.main(["lsm-train", flag]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m lsm_jax.train --config") and "--print-config" in out
+
+
+def test_help_through_python_m_and_the_console_script():
+    done = subprocess.run([sys.executable, "-m", "lsm_jax.train", "--help"], capture_output=True, text=True,
+                          env=_env(), cwd=REPO, timeout=120)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
+    script = Path(sys.executable).parent / "lsm-train"
+    if script.exists():
+        done = subprocess.run([str(script), "-h"], capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120)
+        assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
+
+
+def test_help_with_a_config_file_lists_its_recipes(capsys):
+    assert cli.main(["lsm-train", "--config", LIGHT, "--help"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Recipes of"))
+    for recipe in ("x2_scratch", "x2_finetune", "x3_finetune", "x4_finetune", "tiny"):
+        assert recipe in line
+    assert f"--config {LIGHT}:x2_scratch --print-config" in out  # how to see every field
+
+
+def test_help_with_a_missing_config_file_says_so_in_one_line(capsys):
+    assert cli.main(["lsm-train", "--config", "configs/nosuch.py", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("lsm_jax.train: error: --config: no config file 'configs/nosuch.py' "
+                                            "(expected e.g. configs/lsm_light.py)")
+
+
+def test_print_config_prints_the_resolved_config_and_does_not_train(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(loop, "train_and_evaluate", lambda *a: pytest.fail("--print-config must not train"))
+    argv = ["lsm-train", f"--config={LIGHT}:tiny", "--print-config", "--config.batch_size=4",
+            "--config.model.rmin=0.5", "--workdir", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "batch_size: 4" in lines and "  rmin: 0.5" in lines and "recipe: tiny" in lines
+    assert "  embed_dim: 32" in lines  # the recipe's value, not the default's
+    assert not (tmp_path / "run").exists()
+    # Without a workdir too; a bad override is still one line.
+    assert cli.main(["lsm-train", f"--config={LIGHT}:tiny", "--print-config"]) == 0
+    capsys.readouterr()
+    assert cli.main(["lsm-train", f"--config={LIGHT}:tiny", "--print-config", "--config.model.rmin=abc"]) == 2
+    assert "--config.model.rmin=abc" in capsys.readouterr().err.splitlines()[0]
+
+
+def test_the_resolved_config_is_saved_into_the_workdir_at_start(tmp_path, monkeypatch, capsys):
+    def stop(*a, **k):  # stop the run right after phase 1 (devices, mesh, checks): nothing compiles
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(loop, "build", stop)
+    workdir = tmp_path / "run"
+    argv = ["lsm-train", "--config", f"{LIGHT}:tiny", "--workdir", str(workdir), "--config.batch_size=16",
+            "--config.model.depth=(1, 1)", "--config.optim.lr=0.002"]
+    assert cli.main(argv) == 2 and "stopped by the test" in capsys.readouterr().err
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["recipe"] == "tiny" and saved["batch_size"] == 16 and saved["optim"]["lr"] == 0.002
+    assert saved["model"]["depth"] == [1, 1] and saved["model"]["embed_dim"] == 32
+    assert sorted(p.name for p in workdir.iterdir()) == ["config.json"]  # no temporary file left
