@@ -196,7 +196,7 @@ def test_explicit_ffi_fails_in_one_line_and_auto_falls_back(tmp_path, case):
     failing = _script(tmp_path / 'failing-c++', 'if [ "$1" = "--version" ]; then echo "fake c++ 1.0"; exit 0; fi\n'
                                                 'echo "fatal error: simulated" >&2; exit 1\n')
     hanging = _script(tmp_path / 'hanging-c++', 'if [ "$1" = "--version" ]; then echo "fake c++ 1.0"; exit 0; fi\n'
-                                                'sleep 120\n')
+                                                'sleep 60\n')
     env = dict(unwritable=_env(XDG_CACHE_HOME=blocker),
                damaged=_env(CXX=failing, XDG_CACHE_HOME=tmp_path / 'cache'),
                timeout=_env(CXX=hanging, XDG_CACHE_HOME=tmp_path / 'cache', LSM_JAX_FFI_COMPILE_TIMEOUT=2))[case]

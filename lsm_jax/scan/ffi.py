@@ -61,7 +61,8 @@ _TARGETS = {np.dtype(np.complex64): "lsm_linear_recurrence_c64", np.dtype(np.flo
 _PREFIX = "scan impl 'ffi': "
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread")
 COMPILE_TIMEOUT_S = 300.0
-# The kernel's test hooks (its attribute `test_fault`): every thread start fails, or the call fails.
+# The kernel's test hooks (its attribute `test_fault`): every thread start after the first fails
+# (the calling thread runs their shares), or the call fails (an FFI error).
 FAULTS = {"": 0, "spawn": 1, "error": 2}
 
 _LOCK = threading.Lock()
@@ -178,7 +179,10 @@ def _compile(cxx: str, target: Path) -> None:
         if done.returncode:
             reason = _last_line(done.stderr or done.stdout) or f"exit status {done.returncode}"
             raise KernelUnavailable(f"scan impl 'ffi': compiling {SOURCE.name} failed: {reason}")
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+        data = Path(tmp).read_bytes()
+        if not data:
+            raise KernelUnavailable(f"scan impl 'ffi': compiling {SOURCE.name} with {cxx} wrote no library")
+        digest = hashlib.sha256(data).hexdigest()
         os.replace(tmp, target)
         _write_atomically(_digest_path(target), digest.encode())
     finally:

@@ -37,7 +37,7 @@ constexpr int64_t kLanes = 64;
 
 // Test hooks (the attribute `test_fault`; 0 in every real call).
 constexpr int64_t kFaultNone = 0;
-constexpr int64_t kFaultSpawn = 1;  // every thread start fails: the calling thread does all the work
+constexpr int64_t kFaultSpawn = 1;  // every thread start after the first fails: their shares fall back
 constexpr int64_t kFaultError = 2;  // an exception inside the call: it comes back as an FFI error
 
 struct Shape {
@@ -100,7 +100,8 @@ class Pool {
   template <typename F, typename... Args>
   bool Start(int64_t fault, F&& fn, Args&&... args) {
     try {
-      if (fault == kFaultSpawn) throw std::system_error(EAGAIN, std::generic_category(), "simulated");
+      if (fault == kFaultSpawn && !threads_.empty())
+        throw std::system_error(EAGAIN, std::generic_category(), "simulated");
       threads_.emplace_back(std::forward<F>(fn), std::forward<Args>(args)...);
       return true;
     } catch (const std::system_error&) {
