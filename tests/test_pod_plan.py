@@ -169,3 +169,81 @@ def test_flops_count_every_micro_batch_of_gradient_accumulation(monkeypatch):
     assert gflops[2] / gflops[1] == pytest.approx(2.0, rel=0.02)
     assert meter_flops[2] / meter_flops[1] == pytest.approx(2.0, rel=0.02)
     assert meter_flops[1] == pytest.approx(gflops[1] * 1e9, rel=1e-6)
+
+
+TINY = "configs/lsm_light.py:tiny"
+
+
+@pytest.fixture
+def no_libtpu_start(monkeypatch):
+    """Bad input must be refused before libtpu starts: touching it fails the test."""
+    def started(*a, **k):
+        raise AssertionError("libtpu was started for bad input")
+
+    monkeypatch.setattr(pod_plan, "require_libtpu", started)
+    monkeypatch.setattr(pod_plan, "topology_devices", started)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "nosuch.field=3"], "--set nosuch.field=3: no such config field"),
+    (["--set", "model.rmin=abc"], "--set model.rmin=abc: "),
+    (["--config.nosuch.field=3"], "--config.nosuch.field=3: no such config field"),
+    (["--config.model.rmin=abc"], "--config.model.rmin=abc: "),
+    (["--set", "model.rmin"], "--set model.rmin: expected key=value"),
+    (["--infer", "0"], "--infer 0: every value must be ≥ 1"),
+    (["--batch", "8,0"], "--batch 8,0: every value must be ≥ 1"),
+    (["--grad-accum", "0"], "--grad-accum 0: every value must be ≥ 1"),
+    (["--mesh", "2,2"], "--mesh 2,2: expected three sizes"),
+])
+def test_bad_input_is_one_line_naming_the_option_before_libtpu(args, expected, no_libtpu_start, capsys):
+    assert _status(["--config", TINY, "--topology", "v5e:2x2", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"lsm_jax.pod_plan: error: {expected}"), err
+
+
+def _status(argv) -> int:
+    """The command's exit status (argparse's own errors exit)."""
+    try:
+        return plan_cli.main(argv)
+    except SystemExit as done:
+        return done.code
+
+
+def test_a_missing_config_file_is_reported_before_libtpu_starts(no_libtpu_start, capsys):
+    assert plan_cli.main(["--config", "configs/nosuch.py:x2_scratch", "--topology", "v5e:2x2"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("lsm_jax.pod_plan: error: --config: no config file 'configs/nosuch.py' "
+                   "(expected e.g. configs/lsm.py:x2_scratch)\n")
+
+
+class _FakeDevice:
+    device_kind = "TPU v5 lite"
+
+    def __init__(self, i):
+        self.id, self.coords = i, (i, 0, 0)
+
+
+def test_overrides_reach_the_plan_and_a_mesh_must_match_the_devices(monkeypatch, capsys):
+    monkeypatch.setattr(pod_plan, "require_libtpu", lambda: None)
+    monkeypatch.setattr(pod_plan, "topology_devices", lambda name: [_FakeDevice(i) for i in range(4)])
+    planned = []
+
+    def fake_plan_train(config, topology, mesh, devices=None):
+        planned.append((config, mesh))
+        return pod_plan.PlanRow("train", "lsm_light", "tiny", topology, "4×1×1", config.batch_size, 32, "float32",
+                                False, 1, devices=4, chips=4, status="invalid", reason="fake")
+
+    monkeypatch.setattr(pod_plan, "plan_train", fake_plan_train)
+    argv = ["--config", TINY, "--topology", "v5e:2x2", "--batch", "8", "--config.model.rmin=0.5",
+            "--set", "model.d_state=8"]
+    assert plan_cli.main(argv) == 0
+    (config, mesh), = planned
+    assert config.model.rmin == 0.5 and config.model.d_state == 8 and mesh == (-1, 1, 1)
+    capsys.readouterr()
+    for mesh_arg, message in (("3,1,1", "--mesh 3,1,1: uses 3 devices, but v5e:2x2 has 4"),
+                              ("-1,3,1", "--mesh -1,3,1: the fixed sizes (3 devices) do not divide the 4 devices")):
+        assert plan_cli.main(argv + ["--mesh", mesh_arg]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith(f"lsm_jax.pod_plan: error: {message}"), err
+    assert len(planned) == 1  # nothing compiled for a mesh that does not fit

@@ -17,9 +17,7 @@ between the largest fitting and the smallest failing batch) until the two are on
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
-import importlib.util
 import itertools
 import logging
 import math
@@ -33,41 +31,58 @@ from lsm_jax.training import pod_plan
 log = logging.getLogger("lsm_jax.pod_plan")
 
 
-def load_config(spec: str):
-    """`configs/<variant>.py:<recipe>` -> its training config (as `train --config` loads it)."""
-    path, _, recipe = spec.partition(":")
-    if not Path(path).is_file():
-        raise ValueError(f"--config: no config file {path!r} (expected e.g. configs/lsm.py:x2_scratch)")
-    module_spec = importlib.util.spec_from_file_location(f"_plan_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(recipe) if recipe else module.get_config()
+def load_config(spec: str, overrides: list[str] = ()):
+    """`configs/<variant>.py:<recipe>` -> its training config with `key=value` overrides, parsed as
+    `train --config ... --config.key=value` parses them (`lsm_jax.training.cli.load_config`: typed,
+    locked, one-line ValueError naming the override)."""
+    from lsm_jax.training import cli
+    if not Path(spec.partition(":")[0]).is_file():
+        raise ValueError(f"--config: no config file {spec.partition(':')[0]!r} (expected e.g. "
+                         "configs/lsm.py:x2_scratch)")
+    return cli.load_config(spec, [f"--config.{o}" for o in overrides])
 
 
-def apply_override(config, assignment: str) -> None:
-    """`key.sub=value` (value a Python literal, else a string) onto the config, in place."""
-    key, sep, raw = assignment.partition("=")
-    if not sep:
-        raise ValueError(f"--set {assignment!r}: expected key=value")
+def _positive(option: str, text: str, allow_empty: bool = True) -> list[int]:
+    """Comma-separated integers ≥ 1 of an option, or ValueError naming it."""
     try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    *parents, leaf = key.split(".")
-    target = config
-    for p in parents:
-        target = target[p]
-    if leaf not in target:
-        raise ValueError(f"--set {key}: no such config field")
-    target[leaf] = tuple(value) if isinstance(value, list) else value
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text}: expected comma-separated integers") from None
+    if any(v < 1 for v in values):
+        raise ValueError(f"{option} {text}: every value must be ≥ 1")
+    if not values and not allow_empty:
+        raise ValueError(f"{option}: no value given")
+    return values
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+def _choices(option: str, text: str, allowed: dict) -> list:
+    values = [v.strip().lower() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(f"{option} {text}: expected a comma-separated list of {', '.join(sorted(set(allowed)))}")
+    return [allowed[v] for v in values]
 
 
-def _flags(text: str) -> list[bool]:
-    return [v.strip().lower() in ("on", "true", "1", "yes") for v in text.split(",") if v.strip()]
+def _mesh(text: str) -> tuple[int, int, int]:
+    """`data,fsdp,model` sizes (-1: the remaining devices) or ValueError naming --mesh."""
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--mesh {text}: expected three integers data,fsdp,model, e.g. -1,1,1") from None
+    if len(sizes) != 3 or sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise ValueError(f"--mesh {text}: expected three sizes data,fsdp,model, each ≥ 1 or one of them -1")
+    return sizes
+
+
+def check_mesh(sizes: tuple[int, int, int], topology: str, devices: int) -> None:
+    """Refuses a mesh that does not use exactly the topology's devices, naming --mesh."""
+    text = ",".join(str(s) for s in sizes)
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes and devices % known:
+        raise ValueError(f"--mesh {text}: the fixed sizes ({known} devices) do not divide the {devices} devices "
+                         f"of {topology}")
+    if -1 not in sizes and known != devices:
+        raise ValueError(f"--mesh {text}: uses {known} devices, but {topology} has {devices}")
 
 
 def _tpu_config(config):
@@ -78,9 +93,7 @@ def _tpu_config(config):
 
 
 def _variant_config(args, spec: str, batch: int, dtype: str, remat: bool, accum: int):
-    config = load_config(spec)
-    for assignment in args.set:
-        apply_override(config, assignment)
+    config = load_config(spec, args.set)
     config.batch_size, config.model.dtype, config.model.remat, config.grad_accum_steps = batch, dtype, remat, accum
     return _tpu_config(config)
 
@@ -194,9 +207,18 @@ def write_csv(rows: list[pod_plan.PlanRow], path: str) -> None:
     os.replace(tmp, path)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        self.exit(2, f"lsm_jax.pod_plan: error: {message} (see --help)\n")
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lsm_jax.pod_plan", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The options; `--config.key=value` overrides (as `train` takes them) and their alias
+    `--set key=value` end up in `args.set` as `key=value`."""
+    p = _Parser(prog="python -m lsm_jax.pod_plan", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="Config overrides: --config.key=value, as train takes them (typed; an unknown field or a "
+                       "wrong type is an error), or --set key=value.")
     p.add_argument("--config", action="append", required=True, help="configs/<variant>.py:<recipe> (repeatable)")
     p.add_argument("--topology", action="append", required=True, help="libtpu topology, e.g. v5e:4x4 (repeatable)")
     p.add_argument("--mesh", action="append", default=None, help="data,fsdp,model sizes, -1 = the rest (repeatable)")
@@ -205,36 +227,95 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", help="compute dtypes: float32,bfloat16")
     p.add_argument("--remat", default="off", help="off,on")
     p.add_argument("--grad-accum", default="1", help="gradient-accumulation steps, comma-separated")
-    p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
+    p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable; the same "
+                   "as --config.key=value)")
     p.add_argument("--fit", action="store_true", help="also find the largest per-chip batch that fits")
     p.add_argument("--no-train", action="store_true", help="only the inference rows")
     p.add_argument("--infer", default="", help="LR sizes for inference-forward rows, e.g. 256,1024")
     p.add_argument("--infer-batch", type=int, default=0, help="inference batch (default: one per device)")
     p.add_argument("--csv", default="", help="write every row's fields to this CSV")
     p.add_argument("--markdown", default="", help="write the Markdown table to this file")
-    return p.parse_args(argv)
+    args, rest = p.parse_known_args(_split_overrides(argv))
+    overrides = [a[len("--config."):] for a in rest if a.startswith("--config.")]
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    for text in args.set:
+        if "=" not in text:
+            p.error(f"--set {text}: expected key=value")
+    args.alias = set(args.set)  # written as --set key=value: errors name them so
+    args.set = list(args.set) + overrides
+    return args
+
+
+def _split_overrides(argv: list[str]) -> list[str]:
+    """`--config.key value` -> `--config.key=value`, `--mesh -1,2,1` -> `--mesh=-1,2,1` (argparse would
+    take these values for options)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if ((a.startswith("--config.") and "=" not in a) or a == "--mesh") and i + 1 < len(argv):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _check(args: argparse.Namespace) -> dict:
+    """Every option checked and every config loaded (with its overrides) before libtpu starts; the
+    parsed values, or ValueError naming the option."""
+    for spec in args.config:
+        try:
+            load_config(spec, args.set)
+        except ValueError as err:  # name an override as the user wrote it
+            text = str(err)
+            for o in args.set:
+                if text.startswith(f"--config.{o}:") and o in getattr(args, "alias", ()):
+                    text = f"--set {o}:" + text[len(f"--config.{o}:"):]
+            if not text.startswith("--"):  # the config file's own error (an unknown recipe, ...)
+                text = f"--config {spec}: " + text.removeprefix("ValueError: ")
+            raise ValueError(text) from None
+    for topo in args.topology:
+        pod_plan.chips.topology_chips(topo)  # the name's form; libtpu checks the rest
+    if args.infer_batch < 0:
+        raise ValueError(f"--infer-batch {args.infer_batch}: must be ≥ 1 (or 0: one image per device)")
+    if args.no_train and not args.infer:
+        raise ValueError("--no-train: nothing to plan without --infer sizes")
+    return dict(meshes=[_mesh(m) for m in (args.mesh or ["-1,1,1"])],
+                batch=_positive("--batch", args.batch), per_chip=_positive("--per-chip-batch", args.per_chip_batch),
+                dtypes=_choices("--dtype", args.dtype, {"float32": "float32", "bfloat16": "bfloat16"}),
+                remat=_choices("--remat", args.remat, {"off": False, "on": True, "false": False, "true": True}),
+                accum=_positive("--grad-accum", args.grad_accum, allow_empty=False),
+                infer=_positive("--infer", args.infer))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m lsm_jax.pod_plan`; returns the exit status."""
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
+    try:
+        opts = _check(args)  # before libtpu: a typo costs no TPU start-up
+    except ValueError as err:
+        print(f"lsm_jax.pod_plan: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         pod_plan.require_libtpu()
-        meshes = [tuple(_ints(m)) for m in (args.mesh or ["-1,1,1"])]
         rows: list[pod_plan.PlanRow] = []
         for spec, topo in itertools.product(args.config, args.topology):
             devices = pod_plan.topology_devices(topo)
+            for mesh in opts["meshes"]:
+                check_mesh(mesh, topo, len(devices))
             chips = pod_plan.chips.topology_chips(topo)
-            base = load_config(spec)
-            for assignment in args.set:
-                apply_override(base, assignment)
-            batches = ([c * chips for c in _ints(args.per_chip_batch)] if args.per_chip_batch
-                       else _ints(args.batch) or [int(base.batch_size)])
-            for mesh, dtype, remat, accum in itertools.product(meshes, args.dtype.split(","), _flags(args.remat),
-                                                               _ints(args.grad_accum)):
+            base = load_config(spec, args.set)
+            batches = ([c * chips for c in opts["per_chip"]] if opts["per_chip"]
+                       else opts["batch"] or [int(base.batch_size)])
+            for mesh, dtype, remat, accum in itertools.product(opts["meshes"], opts["dtypes"], opts["remat"],
+                                                               opts["accum"]):
                 if args.no_train:
                     break
                 group = []
@@ -246,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.fit:
                     group += fit_largest(args, spec, topo, mesh, dtype, remat, accum, group)
                 rows += group
-            for size in _ints(args.infer):
+            for size in opts["infer"]:
                 net = _tpu_config(base).model
                 row = pod_plan.plan_infer(net, topo, size, args.infer_batch or len(devices),
                                           str(base.get("variant", "")), devices)
