@@ -1,6 +1,7 @@
 """The linear recurrence under every scan strategy, against the memory floor measured in the same run.
 
     python experiments/bench_scan.py --quick          # CPU grid, a few minutes
+    python experiments/bench_scan.py --smoke          # tiny sizes: checks that every row runs (~2 min)
     python experiments/bench_scan.py                  # full grid (GPU / TPU)
     python experiments/bench_scan.py --model          # whole LSM forward and training step per strategy
 
@@ -20,6 +21,11 @@ For each point it reports:
   temp_E      peak temporary memory of the compiled program (memory_analysis), in E-sized buffers
               (E = B·L·N complex64 = 8·B·L·N bytes)
   max_err     max |h - h64| / max |h64| against a float64 NumPy loop, |a| uniform in [0.9, 0.99999]
+  note        why a row has no measurement (the 'ffi' strategy has no autodiff rule: its memory row
+              without the custom VJP is skipped, the custom-VJP row is the network's path)
+  machine, date, jax, jaxlib, numpy, cores
+              where and when: the host (`results_csv.machine`), the UTC date, the installed versions,
+              and the CPUs this process may run on (what the 'ffi' kernel's threads=0 uses)
 
 One JSON object per point on stdout; rows to experiments/results/scan_<platform>.csv, a plot
 (time vs L per strategy at B=4, the floor drawn) next to it.
@@ -28,17 +34,20 @@ One JSON object per point on stdout; rows to experiments/results/scan_<platform>
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import platform as host
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_csv import write_rows  # noqa: E402
+from results_csv import metadata_values, write_rows  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -55,7 +64,28 @@ STRATEGIES = [("sequential", "sequential", {}), ("sequential_u8", "sequential", 
               ("two_pass_1024", "two_pass", dict(chunk=1024)), ("ffi", "ffi", {}),
               ("ffi_1thread", "ffi", dict(threads=1)), ("auto", "auto", {})]
 FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode", "time_s", "time_min_s", "compile_s",
-          "gbps", "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "jax")
+          "gbps", "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "note",
+          "machine", "date", "jax", "jaxlib", "numpy", "cores")
+# Strategies that XLA cannot differentiate (a custom call with no autodiff rule): only the custom VJP
+# (`lsm_jax.scan.vjp`, the path the network takes) differentiates them.
+NO_AUTODIFF = {"ffi": "skipped: the ffi custom call has no autodiff rule; it is differentiated only "
+                      "through the custom VJP (the network's path: the row without _autodiff)"}
+# (batches, lengths, the (B, L) of the reverse / bidirectional / bf16 rows, the (B, L) of the memory rows)
+SIZES = dict(full=([1, 4, 16, 64], [4096, 16384, 65536], (4, 65536), (16, 16384)),
+             quick=([1, 4], [4096, 65536], (4, 65536), (16, 16384)),
+             smoke=([1, 4], [256, 1024], (4, 1024), (4, 1024)))
+
+
+@functools.cache
+def _provenance() -> tuple:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return tuple(dict(metadata_values(), numpy=np.__version__, cores=cores).items())
+
+
+def provenance() -> dict:
+    """Where and when (taken once per run): machine, date, jax, jaxlib (`results_csv`), numpy, and
+    the CPUs this process may run on."""
+    return dict(_provenance())
 
 
 def timed(fn, args, reps):
@@ -135,15 +165,16 @@ def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="co
                 floor_s=round(nbytes / bw, 6), over_floor=round(t * bw / nbytes, 3),
                 temp_E=None if temp is None else round(temp / (8 * elements), 2),
                 max_err=None if err is None else float(f"{err:.3g}"), copy_gbps=round(bw / 1e9, 3),
-                platform=dev.platform, device=dev.device_kind, jax=jax.__version__)
+                platform=dev.platform, device=dev.device_kind, **provenance())
 
 
-def scan_grid(quick: bool, reps: int):
-    batches, lengths = ([1, 4], [4096, 65536]) if quick else ([1, 4, 16, 64], [4096, 16384, 65536])
+def scan_grid(size: str, reps: int):
+    quick = size != "full"
+    batches, lengths, (b_extra, l_extra), memory_at = SIZES[size]
     strategies = STRATEGIES if jax.default_backend() == "cpu" else STRATEGIES + [
         ("pallas", "pallas", dict(block_len=256))]
     largest = max(batches) * max(lengths) * N
-    bw0 = copy_bandwidth(min(largest, 4 * 65536 * N), reps)
+    bw0 = copy_bandwidth(min(largest, b_extra * l_extra * N), reps)
     rows = []
     for b in batches:
         for length in lengths:
@@ -155,8 +186,8 @@ def scan_grid(quick: bool, reps: int):
                                                                "two_pass_256", "ffi", "auto"):
                         rows.append(run_point(label, impl, opts, b, length, mode, reps, bw0, a, x, h64))
                         print(json.dumps(rows[-1]), flush=True)
-    # reverse, a bidirectional pair, and bf16 storage at (4, 65536)
-    b, length = 4, 65536
+    # reverse, a bidirectional pair, and bf16 storage at (4, 65536) (smoke: (4, 1024))
+    b, length = b_extra, l_extra
     a, x = inputs(b, length)
     h64r = float64_loop(a, x, reverse=True)
     for label, impl, opts in [("two_pass_1024", "two_pass", dict(chunk=1024)), ("sequential", "sequential", {}),
@@ -176,15 +207,16 @@ def scan_grid(quick: bool, reps: int):
             rows.append(run_point(label + "_bf16pairs", impl, opts, b, length, mode, reps, bw0, a, x16, h64p,
                                   dtype="bf16_pairs"))
             print(json.dumps(rows[-1]), flush=True)
-    rows += memory_rows()
-    bw1 = copy_bandwidth(4 * 65536 * N, reps)
+    rows += memory_rows(*memory_at)
+    bw1 = copy_bandwidth(b_extra * l_extra * N, reps)
     print(json.dumps(dict(kind="copy_bandwidth", start_gbps=bw0 / 1e9, end_gbps=bw1 / 1e9)), flush=True)
     return rows
 
 
 def memory_rows(b=16, length=16384):
     """Peak temporary memory of value-and-grad at (16, 16384), compiled only: the custom VJP against
-    autodiff through the strategy (custom_vjp=False)."""
+    autodiff through the strategy (custom_vjp=False; for a strategy in NO_AUTODIFF a row that says
+    why it is skipped)."""
     spec = jax.ShapeDtypeStruct((b, length, N), jnp.complex64)
     plane = jax.ShapeDtypeStruct((b, length, N), jnp.bfloat16)
     rows = []
@@ -193,13 +225,17 @@ def memory_rows(b=16, length=16384):
             ("sequential", "sequential", {}, spec), ("ffi", "ffi", {}, spec),
             ("two_pass_256_bf16pairs", "two_pass", dict(chunk=256), ComplexPair(plane, plane))]:
         for custom in (True, False):
-            fn = scan_fn(impl, dict(opts, custom_vjp=custom), "fwd_bwd")
-            mem = jax.jit(fn).lower(spec, x_spec).compile().memory_analysis()
-            rows.append(dict(kind="memory", strategy=f"{label}{'' if custom else '_autodiff'}", impl=impl,
-                             options=json.dumps(dict(opts, custom_vjp=custom)), B=b, L=length, N=N,
-                             dtype="complex64" if x_spec is spec else "bf16_pairs", mode="fwd_bwd",
-                             temp_E=round(mem.temp_size_in_bytes / (8 * b * length * N), 2),
-                             platform=jax.default_backend(), jax=jax.__version__))
+            row = dict(kind="memory", strategy=f"{label}{'' if custom else '_autodiff'}", impl=impl,
+                       options=json.dumps(dict(opts, custom_vjp=custom)), B=b, L=length, N=N,
+                       dtype="complex64" if x_spec is spec else "bf16_pairs", mode="fwd_bwd",
+                       platform=jax.default_backend(), **provenance())
+            if not custom and impl in NO_AUTODIFF:
+                row["note"] = NO_AUTODIFF[impl]
+            else:
+                fn = scan_fn(impl, dict(opts, custom_vjp=custom), "fwd_bwd")
+                mem = jax.jit(fn).lower(spec, x_spec).compile().memory_analysis()
+                row["temp_E"] = round(mem.temp_size_in_bytes / (8 * b * length * N), 2)
+            rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -226,7 +262,7 @@ def model_grid(reps: int):
                 t, compile_s, _, _ = timed(fn, (params, x), reps)
                 rows.append(dict(kind="model", strategy=f"{name}:{label}", impl=impl, options=json.dumps(opts),
                                  B=1, L=64 * 64, N=cfg.d_state, dtype="float32", mode=mode, time_s=round(t, 4),
-                                 compile_s=round(compile_s, 2), platform=jax.default_backend(), jax=jax.__version__))
+                                 compile_s=round(compile_s, 2), platform=jax.default_backend(), **provenance()))
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -236,15 +272,16 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    b_plot = 4 if any(r.get("B") == 4 for r in rows) else max(r["B"] for r in rows if r["kind"] == "scan")
     for ax, mode in zip(axes, ("fwd", "fwd_bwd")):
-        pts = [r for r in rows if r["kind"] == "scan" and r["mode"] == mode and r["B"] == 4
+        pts = [r for r in rows if r["kind"] == "scan" and r["mode"] == mode and r["B"] == b_plot
                and not r["strategy"].endswith(("_reverse", "_bidir"))]
         for label in dict.fromkeys(r["strategy"] for r in pts):
             sel = sorted((r["L"], r["time_s"]) for r in pts if r["strategy"] == label)
             ax.plot(*zip(*sel), marker="o", label=label)
         floor = sorted({(r["L"], r["floor_s"]) for r in pts})
         ax.plot(*zip(*floor), "k--", label="memory floor (same run)")
-        ax.set(xscale="log", yscale="log", xlabel="L", ylabel="seconds", title=f"B=4, N=32 complex64, {mode}")
+        ax.set(xscale="log", yscale="log", xlabel="L", ylabel="seconds", title=f"B={b_plot}, N=32 complex64, {mode}")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -253,14 +290,19 @@ def plot(rows, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="B in {1, 4}, L in {4096, 65536}: a few minutes on a CPU")
+    ap.add_argument("--smoke", action="store_true",
+                    help="B in {1, 4}, L in {256, 1024}, memory rows at (4, 1024): checks that every row runs; "
+                         "the CSV goes to the temporary folder unless --csv names one")
     ap.add_argument("--model", action="store_true", help="whole-model forward and training step per strategy")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--csv", default="")
     args = ap.parse_args()
-    print(json.dumps(dict(kind="header", device=str(jax.devices()[0]), jax=jax.__version__, host=host.node())))
-    rows = model_grid(args.reps) if args.model else scan_grid(args.quick, args.reps)
+    print(json.dumps(dict(kind="header", device=str(jax.devices()[0]), host=host.node(), **provenance())))
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    rows = model_grid(args.reps) if args.model else scan_grid(size, args.reps)
     name = f"scan_{'model_' if args.model else ''}{jax.default_backend()}"
-    path = Path(args.csv) if args.csv else RESULTS / f"{name}.csv"
+    default = Path(tempfile.gettempdir()) / f"{name}_smoke.csv" if args.smoke else RESULTS / f"{name}.csv"
+    path = Path(args.csv) if args.csv else default
     write_rows(path, rows, fields=FIELDS)
     if not args.model:
         plot(rows, path.with_suffix(".png"))

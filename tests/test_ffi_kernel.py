@@ -219,3 +219,20 @@ def test_explicit_ffi_fails_in_one_line_and_auto_falls_back(tmp_path, case):
         assert not [p for p in kernels.iterdir() if p.suffix == '.tmp']          # no half-written file
     assert out['auto'] == 'two_pass'
     assert out['auto_value'] == pytest.approx(2.0, rel=1e-5)                 # 1 / (1 - 0.5) in the limit
+
+
+# --- experiments/bench_scan.py's memory rows ------------------------------------------------------------
+
+@needs_compiler
+def test_bench_scan_memory_rows_differentiate_ffi_only_through_the_custom_vjp():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('bench_scan', ROOT / 'experiments' / 'bench_scan.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = {r['strategy']: r for r in bench.memory_rows(2, 128)}
+    assert rows['ffi']['temp_E'] is not None and 'note' not in rows['ffi']
+    assert 'temp_E' not in rows['ffi_autodiff'] and 'no autodiff rule' in rows['ffi_autodiff']['note']
+    assert rows['two_pass_256_autodiff']['temp_E'] is not None
+    for row in rows.values():
+        assert all(row.get(k) not in (None, '') for k in ('machine', 'date', 'jax', 'jaxlib', 'numpy', 'cores'))
+    assert set(bench.FIELDS) >= {'machine', 'date', 'jax', 'jaxlib', 'note'}
