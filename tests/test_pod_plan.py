@@ -47,7 +47,11 @@ def test_tiny_step_compiles_for_v5e_2x2_and_agrees_with_a_cpu_compile(tmp_path):
     assert abs(ratio - 1) < 0.10
     # Data parallel: gradients are all-reduced, nothing (no activation) is all-gathered.
     assert "all-reduce" in row.collectives and "all-gather" not in row.collectives, row.collectives
-    assert row.cost_model_ms > 0 and 0 < row.mfu < 1
+    # MFU = FLOPs per device / the cost model's step time / the v5e's peak (197 TFLOP/s bf16 per chip,
+    # one device per chip); images/s per chip = global batch / step time / chips.
+    seconds = row.cost_model_ms / 1e3
+    assert seconds > 0 and row.mfu == pytest.approx(row.gflops_per_chip * 1e9 / seconds / 197e12, rel=1e-9)
+    assert row.images_per_s_per_chip == pytest.approx(8 / seconds / 4, rel=1e-9)
     # The report: CSV and Markdown.
     plan_cli.write_csv([row], str(tmp_path / "plan.csv"))
     assert "v5e:2x2" in (tmp_path / "plan.csv").read_text()
@@ -247,3 +251,47 @@ def test_overrides_reach_the_plan_and_a_mesh_must_match_the_devices(monkeypatch,
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and err.startswith(f"lsm_jax.pod_plan: error: {message}"), err
     assert len(planned) == 1  # nothing compiled for a mesh that does not fit
+
+
+class _FakeCompiled:
+    """What _fill_from_compiled reads from a compiled program: memory and cost analyses, HLO text."""
+
+    def __init__(self, flops, seconds, temp=2 * 2**30):
+        self.flops, self.seconds, self.temp = flops, seconds, temp
+
+    def memory_analysis(self):
+        import types
+        return types.SimpleNamespace(argument_size_in_bytes=2**30, output_size_in_bytes=2**30,
+                                     alias_size_in_bytes=2**30, temp_size_in_bytes=self.temp)
+
+    def cost_analysis(self):
+        return {"flops": self.flops, "optimal_seconds": self.seconds}
+
+    def as_text(self):
+        return "all-reduce(x)"
+
+
+class _Core:
+    def __init__(self, i, kind, cores_per_chip):
+        self.id, self.device_kind, self.coords = i, kind, (i // cores_per_chip, 0, 0)
+
+
+@pytest.mark.parametrize("kind, cores, peak_per_chip", [("TPU v5 lite", 1, 197e12), ("TPU v4", 2, 275e12),
+                                                        ("TPU v5", 1, 459e12)])
+def test_plan_figures_follow_their_formulas(kind, cores, peak_per_chip):
+    """From known compiler figures: GFLOP per chip = per-device FLOPs × devices per chip; images/s per
+    chip = global batch / step time / chips; MFU = per-device FLOPs / step time / per-device peak (the
+    chip's bf16 peak / devices per chip); with k accumulation steps the scan body counts k times."""
+    chips_n, batch = 4, 32
+    devices = [_Core(i, kind, cores) for i in range(chips_n * cores)]
+    for k, (flops, seconds), micro in ((1, (3e12, 0.25), None), (4, (1.2e12, 0.1), _FakeCompiled(0.9e12, 0.05))):
+        row = pod_plan.PlanRow("train", "lsm", "x2_scratch", "x:2x2", "", batch, 64, "float32", False, k,
+                               devices=len(devices), chips=chips_n, device_kind=kind)
+        pod_plan._fill_from_compiled(row, _FakeCompiled(flops, seconds), devices, micro)
+        step_flops = flops + (k - 1) * (micro.flops if micro else 0.0)        # per device
+        step_s = seconds + (k - 1) * (micro.seconds if micro else 0.0)
+        assert row.gflops_per_chip == pytest.approx(step_flops * cores / 1e9, rel=1e-12)
+        assert row.cost_model_ms == pytest.approx(step_s * 1e3, rel=1e-12)
+        assert row.images_per_s_per_chip == pytest.approx(batch / step_s / chips_n, rel=1e-12)
+        assert row.mfu == pytest.approx(step_flops / step_s / (peak_per_chip / cores), rel=1e-12)
+        assert row.total_gib == pytest.approx(3.0) and row.temp_gib == pytest.approx(2.0)

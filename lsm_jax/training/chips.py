@@ -21,7 +21,7 @@ import math
 class Chip:
     """Published figures for one accelerator chip."""
     name: str
-    hbm_bytes: float          # HBM capacity per chip
+    hbm_bytes: float          # HBM capacity per chip, in bytes (published in GiB: n * GiB)
     bf16_flops: float         # peak dense bfloat16 FLOP/s per chip
     f32_flops: float | None   # peak dense float32 FLOP/s per chip, where published
     hbm_bw: float             # HBM bandwidth, bytes/s per chip
@@ -35,30 +35,33 @@ class Chip:
                                    hbm_bw=self.hbm_bw / d)
 
 
-GB, GiB = 1e9, 2.0**30
+GB, GiB = 1e9, 2.0**30   # GB: bandwidths (decimal, as published); GiB: HBM capacities
 _CLOUD = "https://cloud.google.com/tpu/docs/"
 
-# device_kind as JAX reports it -> facts. Google lists capacities in GiB for v4 and in GB elsewhere;
-# the compiler's own limit (reported by pod_plan from its out-of-memory message) is what decides.
+# device_kind as JAX reports it -> facts. Google's TPU pages give HBM capacities in GiB (v4 32 GiB,
+# v5e 16 GiB, v5p 95 GiB, v6e 32 GiB per chip); the compiler's own limit per device
+# (COMPILER_HBM_GIB_PER_DEVICE, from its out-of-memory messages) is what decides whether a program fits.
 CHIPS: dict[str, Chip] = {
     "TPU v4": Chip("TPU v4", 32 * GiB, 275e12, None, 1200 * GB, _CLOUD + "v4 (per chip: 275 TFLOP/s bf16, "
-                   "32 GiB HBM2, 1200 GB/s; 2 TensorCores)"),
-    "TPU v5 lite": Chip("TPU v5e", 16 * GB, 197e12, None, 819 * GB, _CLOUD + "v5e (per chip: 197 TFLOP/s "
-                        "bf16, 16 GB HBM2, 819 GB/s; 1 TensorCore)"),
-    "TPU v5": Chip("TPU v5p", 95 * GB, 459e12, None, 2765 * GB, _CLOUD + "v5p (per chip: 459 TFLOP/s bf16, "
-                   "95 GB HBM2e, 2765 GB/s; 2 TensorCores as one megacore device)"),
-    "TPU v6 lite": Chip("TPU v6e", 32 * GB, 918e12, None, 1640 * GB, _CLOUD + "v6e (per chip: 918 TFLOP/s "
-                        "bf16, 32 GB HBM, 1640 GB/s)"),
-    # The GPU anchor of the performance notes (not a compile target here).
+                   "32 GiB HBM2, 1200 GB/s; 2 TensorCores, run by JAX as one megacore device)"),
+    "TPU v5 lite": Chip("TPU v5e", 16 * GiB, 197e12, None, 819 * GB, _CLOUD + "v5e (per chip: 197 TFLOP/s "
+                        "bf16, 16 GiB HBM2, 819 GB/s; 1 TensorCore)"),
+    "TPU v5": Chip("TPU v5p", 95 * GiB, 459e12, None, 2765 * GB, _CLOUD + "v5p (per chip: 459 TFLOP/s bf16, "
+                   "95 GiB HBM2e, 2765 GB/s; 2 TensorCores as one megacore device)"),
+    "TPU v6 lite": Chip("TPU v6e", 32 * GiB, 918e12, None, 1640 * GB, _CLOUD + "v6e (per chip: 918 TFLOP/s "
+                        "bf16, 32 GiB HBM, 1640 GB/s)"),
+    # The GPU anchor of the performance notes (not a compile target here); NVIDIA's "80 GB".
     "NVIDIA H100 80GB HBM3": Chip("H100 SXM", 80 * GB, 989e12, 67e12, 3350 * GB,
                                   "https://www.nvidia.com/en-us/data-center/h100/ (SXM, dense: 989 TFLOP/s "
                                   "bf16, 67 TFLOP/s fp32, 80 GB, 3.35 TB/s)"),
 }
 
 
-# The HBM one device may use, as libtpu 0.0.52's compiler states it in its out-of-memory message
-# ("exceeds available HBM (15.75G)"; G = GiB), measured with `pod_plan` on v4:2x2x1, v5e:2x2,
-# v5p:2x2x1 and v6e:2x2. This, not the published capacity, decides whether a program fits.
+# The HBM one device may use, in GiB, as libtpu 0.0.52's compiler states it in its out-of-memory
+# message ("exceeds available HBM (15.75G)"; its G is GiB: 1024-based), measured with `pod_plan` on
+# v4:2x2x1, v5e:2x2, v5p:2x2x1 and v6e:2x2. This, not the published capacity, decides whether a
+# program fits. A v4 device here is one TensorCore (half a chip: libtpu's topology description lists
+# a v4 chip's two cores as two devices, while JAX on a real v4 runs each chip as one megacore device).
 COMPILER_HBM_GIB_PER_DEVICE: dict[str, float] = {
     "TPU v4": 15.25, "TPU v5 lite": 15.75, "TPU v5": 95.73, "TPU v6 lite": 31.24,
 }

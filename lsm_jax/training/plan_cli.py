@@ -165,8 +165,9 @@ COLUMNS = [("kind", "kind"), ("variant", "variant"), ("recipe", "recipe"), ("top
            ("dtype", "dtype"), ("remat", "remat"), ("grad_accum", "accum"), ("status", "status"),
            ("total_gib", "GiB/dev"), ("hbm_gib", "HBM GiB/dev"), ("headroom_gib", "headroom GiB"),
            ("temp_gib", "temp GiB"), ("gflops_per_chip", "GFLOP/step/chip"),
-           ("cost_model_ms", "cost-model ms (estimate)"), ("images_per_s_per_chip", "img/s/chip (estimate)"),
-           ("mfu", "MFU (estimate)"), ("compile_s", "compile s"), ("reason", "note")]
+           ("cost_model_ms", "cost-model estimate (ms)"),
+           ("images_per_s_per_chip", "img/s/chip (cost-model estimate)"), ("mfu", "MFU (cost-model estimate)"),
+           ("compile_s", "compile s"), ("reason", "note")]
 
 
 def _cell(value) -> str:
@@ -183,11 +184,25 @@ def _cell(value) -> str:
 COMPACT = [c for c in COLUMNS if c[0] not in ("recipe", "mesh", "dtype", "remat", "grad_accum", "temp_gib")]
 
 
+def per_core_note(row: pod_plan.PlanRow) -> str:
+    """The note for a row whose devices are TensorCores, not chips (v4: libtpu lists a chip's two
+    cores as two devices, while JAX on a real v4 runs each chip as one megacore device)."""
+    if row.devices > row.chips > 0:
+        return (f"per TensorCore ({row.devices // row.chips} per chip; JAX runs a real v4 chip as one "
+                "megacore device)")
+    return ""
+
+
 def markdown(rows: list[pod_plan.PlanRow], columns=COLUMNS) -> str:
-    """A Markdown table of the rows (MFU as a percentage)."""
+    """A Markdown table of the rows (MFU as a percentage). The step time, images/s and MFU are the
+    TPU cost model's estimates (so labelled), never measurements; rows whose devices are TensorCores
+    (v4) say so in their note."""
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         d = pod_plan.as_dict(r)
+        note = per_core_note(r)
+        if note and note not in d["reason"]:
+            d["reason"] = f"{note}; {d['reason']}" if d["reason"] else note
         cells = [(f"{d[k]:.1%}" if k == "mfu" and d[k] is not None else _cell(d[k])) for k, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
