@@ -295,3 +295,29 @@ def test_plan_figures_follow_their_formulas(kind, cores, peak_per_chip):
         assert row.images_per_s_per_chip == pytest.approx(batch / step_s / chips_n, rel=1e-12)
         assert row.mfu == pytest.approx(step_flops / step_s / (peak_per_chip / cores), rel=1e-12)
         assert row.total_gib == pytest.approx(3.0) and row.temp_gib == pytest.approx(2.0)
+
+
+def test_hbm_capacities_are_gib_and_hold_what_the_compiler_allows():
+    """The compiler's limits per device (libtpu's out-of-memory messages, in GiB) fit inside the
+    published capacity per device; read as decimal GB, v5e's 16 would be 14.9 GiB, below its 15.75."""
+    chips = pod_plan.chips
+    expected = {"TPU v4": 15.25, "TPU v5 lite": 15.75, "TPU v5": 95.73, "TPU v6 lite": 31.24}
+    assert chips.COMPILER_HBM_GIB_PER_DEVICE == expected
+    for kind, limit in expected.items():
+        per_chip = 2 if kind == "TPU v4" else 1  # libtpu lists a v4 chip's two TensorCores as two devices
+        capacity = chips.chip_of(kind).per_device(per_chip).hbm_bytes / 2**30
+        assert limit <= capacity <= limit * 1.05, (kind, capacity, limit)
+        assert chips.usable_hbm_bytes(kind, per_chip) == limit * 2**30
+    assert chips.chip_of("TPU v5 lite").hbm_bytes == 16 * 2**30
+
+
+def test_tables_label_estimates_and_per_core_rows():
+    v4 = pod_plan.PlanRow("train", "lsm", "x2_scratch", "v4:2x2x1", "8×1×1", 32, 64, "float32", False, 1,
+                          devices=8, chips=4, device_kind="TPU v4", cost_model_ms=70.0, total_gib=11.0)
+    v5e = pod_plan.PlanRow("train", "lsm", "x2_scratch", "v5e:4x4", "16×1×1", 32, 64, "float32", False, 1,
+                           devices=16, chips=16, device_kind="TPU v5 lite", cost_model_ms=70.0)
+    for columns in (plan_cli.COLUMNS, plan_cli.COMPACT):
+        header, _, row_v4, row_v5e = plan_cli.markdown([v4, v5e], columns).splitlines()
+        names = [h.strip() for h in header.strip("|").split("|")]
+        assert "cost-model estimate (ms)" in names and not any(n.endswith(" ms") for n in names)
+        assert "per TensorCore" in row_v4 and "per TensorCore" not in row_v5e

@@ -38,18 +38,21 @@ class Chip:
 GB, GiB = 1e9, 2.0**30   # GB: bandwidths (decimal, as published); GiB: HBM capacities
 _CLOUD = "https://cloud.google.com/tpu/docs/"
 
-# device_kind as JAX reports it -> facts. Google's TPU pages give HBM capacities in GiB (v4 32 GiB,
-# v5e 16 GiB, v5p 95 GiB, v6e 32 GiB per chip); the compiler's own limit per device
-# (COMPILER_HBM_GIB_PER_DEVICE, from its out-of-memory messages) is what decides whether a program fits.
+# device_kind as JAX reports it -> facts. HBM capacities are binary (GiB) sizes, whatever the label on
+# Google's pages ("16 GB" for v5e, "95GB" for v5p, "32 GB" for v6e; "32 GiB" for v4): libtpu's compiler
+# lets one v5e device use 15.75 GiB, more than 16e9 bytes (14.9 GiB). v5p is recorded at the 95.73 GiB
+# its compiler allows (its page's "95GB" would be below that). The compiler's own limit per device
+# (COMPILER_HBM_GIB_PER_DEVICE) is what decides whether a program fits.
 CHIPS: dict[str, Chip] = {
     "TPU v4": Chip("TPU v4", 32 * GiB, 275e12, None, 1200 * GB, _CLOUD + "v4 (per chip: 275 TFLOP/s bf16, "
                    "32 GiB HBM2, 1200 GB/s; 2 TensorCores, run by JAX as one megacore device)"),
     "TPU v5 lite": Chip("TPU v5e", 16 * GiB, 197e12, None, 819 * GB, _CLOUD + "v5e (per chip: 197 TFLOP/s "
-                        "bf16, 16 GiB HBM2, 819 GB/s; 1 TensorCore)"),
-    "TPU v5": Chip("TPU v5p", 95 * GiB, 459e12, None, 2765 * GB, _CLOUD + "v5p (per chip: 459 TFLOP/s bf16, "
-                   "95 GiB HBM2e, 2765 GB/s; 2 TensorCores as one megacore device)"),
+                        "bf16, 16 GiB HBM2 (the page: '16 GB'), 819 GB/s; 1 TensorCore)"),
+    "TPU v5": Chip("TPU v5p", 95.73 * GiB, 459e12, None, 2765 * GB, _CLOUD + "v5p (per chip: 459 TFLOP/s "
+                   "bf16, '95GB' HBM2e (95.73 GiB usable per the compiler), 2765 GB/s; 2 TensorCores as one "
+                   "megacore device)"),
     "TPU v6 lite": Chip("TPU v6e", 32 * GiB, 918e12, None, 1640 * GB, _CLOUD + "v6e (per chip: 918 TFLOP/s "
-                        "bf16, 32 GiB HBM, 1640 GB/s)"),
+                        "bf16, 32 GiB HBM (the page: '32 GB'), 1640 GB/s)"),
     # The GPU anchor of the performance notes (not a compile target here); NVIDIA's "80 GB".
     "NVIDIA H100 80GB HBM3": Chip("H100 SXM", 80 * GB, 989e12, 67e12, 3350 * GB,
                                   "https://www.nvidia.com/en-us/data-center/h100/ (SXM, dense: 989 TFLOP/s "
