@@ -3,7 +3,7 @@ FLOPs, the cost model's step time, images/s per chip and MFU (`lsm_jax.training.
 
     python -m lsm_jax.pod_plan --config configs/lsm.py:x2_scratch --topology v5e:4x4 \
         --batch 32,64 [--mesh=-1,1,1] [--dtype float32,bfloat16] [--remat off,on] [--grad-accum 1,2] \
-        [--fit] [--set model.scan.impl=chunked] [--csv plan.csv] [--markdown plan.md]
+        [--fit] [--config.model.scan.impl=chunked] [--csv plan.csv] [--markdown plan.md]
     python -m lsm_jax.pod_plan --config configs/lsm_s.py:x4_finetune --topology v5p:1x1x1 \
         --no-train --infer 256,1024
 
@@ -12,6 +12,12 @@ why. `--fit` adds, per configuration and topology, the largest per-chip batch th
 compiler's memory at the two largest fitting batches is extrapolated linearly to the HBM, the
 estimate is compiled, and the search continues (upwards while everything fits, then bisecting
 between the largest fitting and the smallest failing batch) until the two are one step apart.
+
+Config overrides are `train`'s (`--config.key=value`, typed and checked against the config's fields;
+`--set key=value` is the same). Every option and config is checked before libtpu starts, and bad
+input gets one line naming the option. The step time, images/s and MFU are the TPU cost model's
+estimates and labelled so; v4 rows are per TensorCore (libtpu lists a v4 chip's two cores as two
+devices, while JAX on a real v4 runs each chip as one megacore device).
 """
 
 from __future__ import annotations
