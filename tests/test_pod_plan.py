@@ -219,6 +219,15 @@ def test_a_missing_config_file_is_reported_before_libtpu_starts(no_libtpu_start,
     err = capsys.readouterr().err
     assert err == ("lsm_jax.pod_plan: error: --config: no config file 'configs/nosuch.py' "
                    "(expected e.g. configs/lsm.py:x2_scratch)\n")
+    # Through the command: one line and nothing else (a started libtpu writes its own warnings).
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "lsm_jax.pod_plan", "--config", "configs/nosuch.py:x2_scratch",
+                           "--topology", "v5e:2x2", "--set", "model.rmin=abc"], capture_output=True, text=True,
+                          cwd=repo, timeout=300)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr == err, done.stderr
 
 
 class _FakeDevice:
