@@ -5,7 +5,7 @@
 
 The scoring itself is `lsm_jax.evaluation.scoring`; this module parses arguments and prints.
 `--ensemble` scores the model twice, single pass and self-ensemble, and reports the ensemble as its own
-method row (`NAME+`). Inference is exact whole-image by default: buckets only with `--buckets`, tiles
+method row (`NAME+`). Inference is whole-image at each image's own shape by default (`--buckets`: exact too, fewer compiles), tiles
 only when an image does not fit the memory budget or `--tile` is given.
 """
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                     help="compute dtype of matmuls/convolutions")
     ap.add_argument("--buckets", action="store_true",
-                    help="reflect-pad to bucket shapes (fewer compiles; not the exact protocol)")
+                    help="run each image zero-padded in a bucket shape (fewer compiles, the same pixels)")
     ap.add_argument("--tile", type=int, default=None, metavar="N", help="force blended tiles of N x N LR pixels")
     ap.add_argument("--max-memory", default=None, metavar="SIZE",
                     help="memory budget; images that do not fit are tiled (default: from the device)")

@@ -1,10 +1,11 @@
-"""Few compiled shapes for many image sizes: bucketed padding (the compile cache: `lsm_jax.compile_cache`).
+"""Few compiled shapes for many image sizes: bucket shapes (the compile cache: `lsm_jax.compile_cache`).
 
 A jitted forward compiles once per input shape (about 1 s for a tiny model on CPU, tens of seconds
-for LSM). `bucketed` reflect-pads each image up to the next bucket side (a multiple of the attention
-window from a geometric ladder, see `bucket_side`) and crops the output, so a folder of
-differently sized photos compiles a handful of times. Padding changes what attention and the SMU see
-near the border, so `evaluate` keeps it off unless asked (measured in docs/readme/inference.md).
+for LSM). `bucketed` runs each image inside the next bucket shape (sides that are multiples of the
+attention window, from a geometric ladder, see `bucket_side`), so a folder of differently sized
+photos compiles a handful of times. The bucket is exact: the image is zero-padded and the network is
+told where it lies (`lsm_jax.model.extent`), so the output equals the forward at the image's own
+size; `tests/test_buckets_exact.py` checks this through `lsm-upscale`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
+InShapeFn = Callable[[np.ndarray, tuple[int, int]], np.ndarray]   # (image, bucket shape) -> output
 
 __all__ = ["bucket_floor", "bucket_side", "bucketed"]
 
@@ -48,16 +50,11 @@ def bucket_floor(side: int, window: int) -> int:
     return units * window
 
 
-def bucketed(upscale_fn: UpscaleFn, scale: int, window: int) -> UpscaleFn:
-    """Wrap `upscale_fn` to run on images reflect-padded (bottom/right) to bucket shapes, cropped back."""
+def bucketed(in_shape_fn: InShapeFn, window: int) -> UpscaleFn:
+    """Wrap `in_shape_fn(lr, shape)` (e.g. `Upscaler.in_shape`) to run each image in its bucket shape."""
 
     def fn(lr: np.ndarray) -> np.ndarray:
         h, w = lr.shape[:2]
-        hb, wb = bucket_side(h, window), bucket_side(w, window)
-        if (hb, wb) == (h, w):
-            return upscale_fn(lr)
-        # numpy's reflect repeats the mirror for pads larger than the image.
-        padded = np.pad(lr, ((0, hb - h), (0, wb - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-        return np.asarray(upscale_fn(padded))[: h * scale, : w * scale]
+        return in_shape_fn(lr, (bucket_side(h, window), bucket_side(w, window)))
 
     return fn

@@ -15,16 +15,18 @@ import numpy as np
 from flax import nnx
 
 from lsm_jax.inference.model_io import load_model
+from lsm_jax.model.extent import Extent
 from lsm_jax.model.network import LSM
 
 
 def make_forward(model: LSM):
-    """A jitted pure forward `fn(params, x) -> y` and the model's parameters, for x (B, H, W, in_chans)."""
+    """A jitted pure forward `fn(params, x, extent=None) -> y` and the model's parameters, for x
+    (B, H, W, in_chans). With an `Extent`, x is a zero-padded image (see `Upscaler.in_shape`)."""
     graphdef, params = nnx.split(model)
 
     @jax.jit
-    def forward(params, x):
-        return nnx.merge(graphdef, params)(x)
+    def forward(params, x, extent=None):
+        return nnx.merge(graphdef, params)(x, extent=extent)
 
     return forward, params
 
@@ -58,13 +60,31 @@ class Upscaler:
         return (sem is not None and getattr(sem, 'scan_axis', 'batch') != 'batch'
                 and not getattr(sem, 'mk_a_batch_mean', True))
 
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
+    def _check(self, lr: np.ndarray) -> np.ndarray:
         lr = np.asarray(lr, np.float32)
         if lr.ndim != 3 or lr.shape[-1] != self.channels:
             kind = "RGB" if self.channels == 3 else "gray"
             raise ValueError(f"expected an (H, W, {self.channels}) {kind} image, got shape {lr.shape}")
+        return lr
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        lr = self._check(lr)
         y = self._forward(self._params, jnp.asarray(lr)[None])
         return np.asarray(y[0])
+
+    def in_shape(self, lr: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+        """`self(lr)` computed inside a zero-padded `shape_hw` map: the same pixels, from a program
+        compiled once per `shape_hw` rather than once per image size (`lsm_jax.model.extent`)."""
+        lr = self._check(lr)
+        h, w = lr.shape[:2]
+        if tuple(shape_hw) == (h, w):
+            return self(lr)
+        if shape_hw[0] < h or shape_hw[1] < w:
+            raise ValueError(f"a {h}x{w} image does not fit in a {shape_hw[0]}x{shape_hw[1]} shape")
+        padded = np.zeros((1, *shape_hw, self.channels), np.float32)
+        padded[0, :h, :w] = lr
+        y = self._forward(self._params, jnp.asarray(padded), Extent(np.int32(h), np.int32(w)))
+        return np.asarray(y[0, :h * self.scale, :w * self.scale])
 
     def batch(self, lr: np.ndarray) -> np.ndarray:
         """(B, H, W, C) -> (B, sH, sW, C). Under `reference` semantics images in a batch interact (Q1)."""

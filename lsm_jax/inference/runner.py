@@ -107,7 +107,7 @@ def build_upscale_fn(upscaler, opts: InferenceOptions, *, report=None) -> TiledR
     align = max(int(v) for v in cfg.split_size)
     fn: UpscaleFn = upscaler
     if opts.buckets:
-        fn = bucketed(fn, upscaler.scale, align)
+        fn = bucketed(upscaler.in_shape, align)
     batch = 1
     if opts.ensemble:
         # Batch the transforms (4 per shape) only where images in a batch do not interact.

@@ -178,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute dtype of matmuls/convolutions (states, softmax, sums stay float32)")
     p.add_argument("--no-buckets", action="store_true",
-                   help="compile for every image size exactly (default: reflect-pad to a few bucket shapes)")
+                   help="compile one program per image size (default: run each image zero-padded in one of a "
+                        "few bucket shapes, told where the image lies: the same pixels, fewer compiles)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not use the persistent compilation cache ($LSM_JAX_CACHE_DIR or ~/.cache/lsm-jax/jax)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lsm_jax.model.extent import Extent, zero_outside
+
 Names = tuple[str | None, ...]
 
 
@@ -145,12 +147,13 @@ class GatedMLP(nnx.Module):
         self.sg_conv = DepthwiseConv3x3(half, names=('mlp',), dtype=dtype, rngs=rngs)
         self.fc2 = Linear(half, dim, names=('mlp', 'embed'), dtype=dtype, rngs=rngs)
 
-    def __call__(self, u: jax.Array, hw: tuple[int, int]) -> jax.Array:
-        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C)."""
+    def __call__(self, u: jax.Array, hw: tuple[int, int], extent: Extent | None = None) -> jax.Array:
+        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C). `extent`: the real image inside a
+        padded map (`lsm_jax.model.extent`)."""
         b, l, _ = u.shape
         z = gelu_exact(self.fc1(u))
         z1, z2 = jnp.split(z, 2, axis=-1)
-        z2 = self.sg_conv(self.sg_norm(z2).reshape(b, *hw, -1)).reshape(b, l, -1)
+        z2 = self.sg_conv(zero_outside(self.sg_norm(z2).reshape(b, *hw, -1), extent)).reshape(b, l, -1)
         return self.fc2(z1 * z2)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from lsm_jax.model.activation_axes import IMAGE, TOKENS, constrain
+from lsm_jax.model.extent import Extent, zero_outside
 from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
 from lsm_jax.model.semantics import Semantics, resolve_semantics
 from lsm_jax.model.smu import SemanticLRU
@@ -40,13 +41,14 @@ class WMSBlock(nnx.Module):
         self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
         self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))
 
-    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None):
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None,
+                 extent: Extent | None = None):
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
-        attn = self.attn(self.norm1(t), hw, self.shifted)
+        attn = self.attn(self.norm1(t), hw, self.shifted, extent)
         if debug is not None:
             debug['attn'] = attn
         x = t + drop_path(attn, self.drop_rate, k1)
-        x = x + drop_path(self.mlp(self.norm2(x), hw), self.drop_rate, k2)
+        x = x + drop_path(self.mlp(self.norm2(x), hw, extent), self.drop_rate, k2)
         return x + t * self.gamma[...]
 
 
@@ -67,17 +69,18 @@ class CMLBlock(nnx.Module):
         self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
         self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))
 
-    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None):
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None,
+                 extent: Extent | None = None):
         k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
         mixed = self.lru(self.norm3(t), self.embedding[...], hw, self.semantics, self.scan, key=k3,
-                         debug=debug)
+                         debug=debug, extent=extent)
         x = t + drop_path(mixed, self.drop_rate, k1)
-        x = x + drop_path(self.mlp(self.norm4(x), hw), self.drop_rate, k2)
+        x = x + drop_path(self.mlp(self.norm4(x), hw, extent), self.drop_rate, k2)
         return x + t * self.gamma[...]
 
 
-def _run_block(block, t, hw, key):
-    return block(t, hw, key)
+def _run_block(block, t, hw, key, extent):
+    return block(t, hw, key, extent=extent)
 
 
 class ResidualGroup(nnx.Module):
@@ -94,23 +97,23 @@ class ResidualGroup(nnx.Module):
         self.conv = Conv(cfg.embed_dim, cfg.embed_dim, 3, dtype=dtype, rngs=rngs)
 
     def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None,
-                 capture: dict | None = None, prefix: str = '') -> jax.Array:
+                 capture: dict | None = None, prefix: str = '', extent: Extent | None = None) -> jax.Array:
         b, l, c = t.shape
         res = t
         run = nnx.remat(_run_block, static_argnums=(2,)) if self.remat and capture is None else _run_block
         for j, block in enumerate(self.blocks):
             block_key = jax.random.fold_in(key, j) if key is not None else None
             if capture is None:
-                t = constrain(run(block, t, hw, block_key), TOKENS)
+                t = constrain(run(block, t, hw, block_key, extent), TOKENS)
             else:
                 debug = {}
-                t = block(t, hw, block_key, debug=debug)
+                t = block(t, hw, block_key, debug=debug, extent=extent)
                 capture[f'{prefix}_blk{j}'] = t
                 if 'attn' in debug:
                     capture[f'{prefix}_blk{j}_attn'] = debug['attn']
                 if 'Mk' in debug:
                     capture.setdefault('cml_blocks', []).append(debug)
-        return res + self.conv(t.reshape(b, *hw, c)).reshape(b, l, c)
+        return res + self.conv(zero_outside(t.reshape(b, *hw, c), extent)).reshape(b, l, c)
 
 
 class LSM(nnx.Module):
@@ -163,12 +166,17 @@ class LSM(nnx.Module):
             self.shuffle_factors = (s,)
 
     def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None,
-                 capture: dict | None = None) -> jax.Array:
+                 capture: dict | None = None, extent: Extent | None = None) -> jax.Array:
         """x: (B, H, W, in_chans) in [0, 1] -> (B, sH, sW, in_chans), not clamped.
 
         `train=True` needs `key` (drop path, Gumbel categorisation). `capture`, if a dict, receives
         the intermediate activations the golden fixture records (`act/...`, `cml/...` names).
+        `extent`: x is an image padded to a larger (bucket) shape, whose real part is the top-left
+        `extent`; the output's top-left (s·h, s·w) then equals the forward of the real image alone
+        (`lsm_jax.model.extent`). Inference only.
         """
+        if extent is not None and train:
+            raise ValueError("extent (a padded input) is for inference; train on exact shapes")
         if train and key is None:
             raise ValueError("train=True needs a PRNG key (drop path and Gumbel categorisation)")
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
@@ -177,26 +185,28 @@ class LSM(nnx.Module):
         b, h, w, _ = x.shape
         mean = jnp.asarray(self.mean, jnp.float32)
         x0 = (x.astype(jnp.float32) - mean) * self.img_range
-        f = constrain(self.conv_first(x0).astype(jnp.float32), IMAGE)
+        f = constrain(self.conv_first(zero_outside(x0, extent)).astype(jnp.float32), IMAGE)
         t = self.before_norm(f.reshape(b, h * w, -1))
         if capture is not None:
             capture.update({'act/conv_first': f, 'act/before_rg': t})
         for g, group in enumerate(self.layers):
             group_key = jax.random.fold_in(key, g) if key is not None else None
-            t = group(t, (h, w), group_key, capture=capture, prefix=f'act/rg{g}')
+            t = group(t, (h, w), group_key, capture=capture, prefix=f'act/rg{g}', extent=extent)
             if capture is not None:
                 capture[f'act/rg{g}'] = t
         t = self.norm(t)
-        feat = constrain(self.conv_after_body(t.reshape(b, h, w, -1)) + f, IMAGE)
+        feat = constrain(self.conv_after_body(zero_outside(t.reshape(b, h, w, -1), extent)) + f, IMAGE)
         if capture is not None:
             capture.update({'act/final_norm': t, 'act/body_plus_skip': feat})
         if self.arch == 'LSM':
-            y = jax.nn.leaky_relu(self.conv_before_upsample(feat), 0.01)
+            y = jax.nn.leaky_relu(self.conv_before_upsample(zero_outside(feat, extent)), 0.01)
+            reached = 1
             for conv, r in zip(self.upsample, self.shuffle_factors):
-                y = pixel_shuffle(conv(y), r)
-            y = self.conv_last(y)
+                y = pixel_shuffle(conv(zero_outside(y, extent, reached)), r)
+                reached *= r
+            y = self.conv_last(zero_outside(y, extent, reached))
         else:
-            y = pixel_shuffle(self.upsample[0](feat), self.scale)
+            y = pixel_shuffle(self.upsample[0](zero_outside(feat, extent)), self.scale)
         return y.astype(jnp.float32) / self.img_range + mean
 
 

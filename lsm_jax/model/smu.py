@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lsm_jax.model.extent import Extent, zero_outside
 from lsm_jax.model.layers import Conv, DepthwiseConv3x3, Linear, param
 from lsm_jax.model.lru import LRUCore
 from lsm_jax.model.semantics import Semantics
@@ -79,22 +80,30 @@ class SemanticLRU(nnx.Module):
         return logits, jax.nn.softmax(logits, axis=-1)
 
     def __call__(self, u: jax.Array, prototypes: jax.Array, hw: tuple[int, int], semantics: Semantics,
-                 scan: ScanSpec, key: jax.Array | None = None, debug: dict | None = None) -> jax.Array:
+                 scan: ScanSpec, key: jax.Array | None = None, debug: dict | None = None,
+                 extent: Extent | None = None) -> jax.Array:
         """u: (B, L, C) normalised tokens -> (B, L, C) = concat(out_proj(LRU), Mk·V).
 
         `key` (training only) samples the categories with Gumbel noise. `debug`, if a dict, receives
         the intermediates that the golden fixture records. `scan` is the LRU's scan strategy.
+        `extent`: the real image inside a padded map (`lsm_jax.model.extent`).
         """
         b, l, c = u.shape
         logits, mk = self.smu(u, prototypes)
         enhanced = jnp.dot(mk.astype(u.dtype), self.wv(prototypes).astype(u.dtype))   # (B, L, C/2)
         category = jax.lax.stop_gradient(categorise(logits, key))
+        mk_raster = mk
+        if extent is not None:
+            # Padding sorts after every real token (category T is past the last prototype), and the
+            # raster-order modulation (Q5) reads the real tokens in their true raster order.
+            category = jnp.where(extent.tokens_inside(hw)[None], category, self.num_tokens)
+            mk_raster = jnp.take(mk, extent.raster_compaction(hw), axis=1)
         order, inverse = sort_order(category)
 
         g = self.in_proj(u.reshape(b, *hw, c))
-        g = g * jax.nn.sigmoid(self.CPE(g))
+        g = g * jax.nn.sigmoid(self.CPE(zero_outside(g, extent)))
         us = gather_tokens(g.reshape(b, l, c), order)
-        mk_lru = gather_tokens(mk, order) if semantics.modulation_order == 'sorted' else mk
+        mk_lru = gather_tokens(mk, order) if semantics.modulation_order == 'sorted' else mk_raster
         mk_a, mk_b, mk_cre, mk_cim = jnp.split(mk_lru, 4, axis=-1)
         ys = self.lru_core(us, mk_a, mk_b, mk_cre, mk_cim,
                            scan_axis=0 if semantics.scan_axis == 'batch' else 1,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lsm_jax.model.extent import Extent
 from lsm_jax.model.layers import DepthwiseConv3x3, LayerNorm, Linear
 
 
@@ -35,18 +36,31 @@ def relative_offsets(hs: int, ws: int) -> np.ndarray:
     return np.stack([dh.reshape(-1), dw.reshape(-1)], axis=1).astype(np.float32)
 
 
-def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int) -> jax.Array:
+def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int, edge=None) -> jax.Array:
     """(num_windows, n, n) float32 Swin region mask on the padded hp×wp grid: -100 across regions.
 
-    Built from iotas inside the program rather than as a NumPy constant: for a 1024² image the mask
-    would otherwise be a 1 GB literal per attention branch, embedded in the compiled program."""
+    `edge` = (rows, cols), traced, when the padded grid of the real image is smaller than hp×wp (a
+    bucket, `lsm_jax.model.extent`): the regions are then those of that grid, whose windows are the
+    top-left ones of this one. Built from iotas inside the program rather than as a NumPy constant:
+    for a 1024² image the mask would otherwise be a 1 GB literal per attention branch, embedded in
+    the compiled program."""
+    edge_h, edge_w = (hp, wp) if edge is None else edge
     rows = jax.lax.broadcasted_iota(jnp.int32, (hp, wp), 0)
     cols = jax.lax.broadcasted_iota(jnp.int32, (hp, wp), 1)
-    region_row = (rows >= hp - hs).astype(jnp.int32) + (rows >= hp - sh)
-    region_col = (cols >= wp - ws).astype(jnp.int32) + (cols >= wp - sw)
+    region_row = (rows >= edge_h - hs).astype(jnp.int32) + (rows >= edge_h - sh)
+    region_col = (cols >= edge_w - ws).astype(jnp.int32) + (cols >= edge_w - sw)
     labels = 3 * region_row + region_col
     win = labels.reshape(hp // hs, hs, wp // ws, ws).transpose(0, 2, 1, 3).reshape(-1, hs * ws)
     return jnp.where(win[:, :, None] != win[:, None, :], -100.0, 0.0).astype(jnp.float32)
+
+
+def roll_within(x: jax.Array, shift: int, size: jax.Array, axis: int) -> jax.Array:
+    """`jnp.roll` of the first `size` entries along `axis` (`size` traced, ≤ the axis length), as if
+    the axis ended there; entries from `size` on are unspecified (they are padding)."""
+    n = x.shape[axis]
+    src = jnp.arange(n, dtype=jnp.int32) - shift
+    src = jnp.where(src < 0, src + size, jnp.where(src >= size, src - size, src))
+    return jnp.take(x, jnp.clip(src, 0, n - 1), axis=axis)
 
 
 def to_windows(x: jax.Array, hs: int, ws: int) -> jax.Array:
@@ -109,13 +123,18 @@ class WindowBranch(nnx.Module):
         bias = table[relative_position_index(hs, ws)]                       # (n, n, heads)
         return bias.transpose(2, 0, 1).astype(jnp.float32)
 
-    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, shifted: bool) -> jax.Array:
-        """q, k, v: (B, Hp, Wp, c) padded maps -> (B, Hp, Wp, c)."""
+    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, shifted: bool, edge=None) -> jax.Array:
+        """q, k, v: (B, Hp, Wp, c) padded maps -> (B, Hp, Wp, c).
+
+        `edge` (traced rows, cols): the real image's padded grid when it is smaller than Hp×Wp (a
+        bucket); the shifted windows then roll and mask at that size, as they would unbucketed."""
         b, hp, wp, c = q.shape
         hs, ws = self.window
         sh, sw = hs // 2, ws // 2
-        if shifted:
+        if shifted and edge is None:
             q, k, v = (jnp.roll(t, (-sh, -sw), axis=(1, 2)) for t in (q, k, v))
+        elif shifted:
+            q, k, v = (roll_within(roll_within(t, -sh, edge[0], 1), -sw, edge[1], 2) for t in (q, k, v))
         hd = c // self.heads
         # Heads before tokens in one transpose, so both matmuls see (B, nW, heads) as leading batch
         # dimensions and XLA needs no further layout copies.
@@ -123,15 +142,17 @@ class WindowBranch(nnx.Module):
         logits = jnp.einsum('bwhid,bwhjd->bwhij', qw, kw, preferred_element_type=jnp.float32)
         logits = logits + self.position_bias()
         if shifted:
-            logits = logits + shift_mask(hp, wp, hs, ws, sh, sw)[None, :, None]
+            logits = logits + shift_mask(hp, wp, hs, ws, sh, sw, edge)[None, :, None]
         # exp(logits - max)·v, then divide by the row sums: one pass fewer than softmax-then-matmul.
         weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
         out = jnp.einsum('bwhij,bwhjd->bwhid', weights.astype(vw.dtype), vw,
                          preferred_element_type=jnp.float32)
         out = out / jnp.sum(weights, axis=-1, keepdims=True)
         out = from_head_windows(out.astype(q.dtype), hp, wp, hs, ws)
-        if shifted:
+        if shifted and edge is None:
             out = jnp.roll(out, (sh, sw), axis=(1, 2))
+        elif shifted:
+            out = roll_within(roll_within(out, sh, edge[0], 1), sw, edge[1], 2)
         return out
 
 
@@ -156,19 +177,26 @@ class WindowAttention(nnx.Module):
         self.attns = nnx.List([WindowBranch(dim // 2, heads, (s0, s1), rngs=rngs),
                                WindowBranch(dim // 2, heads, (s1, s0), rngs=rngs)])
 
-    def __call__(self, u: jax.Array, hw: tuple[int, int], shifted: bool) -> jax.Array:
-        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C)."""
+    def __call__(self, u: jax.Array, hw: tuple[int, int], shifted: bool,
+                 extent: Extent | None = None) -> jax.Array:
+        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C). `extent`: the real image inside a
+        padded map (`lsm_jax.model.extent`), whose sides are then multiples of the window."""
         b, l, c = u.shape
         h, w = hw
         qkv = self.qkv(u).reshape(b, h, w, 3 * c)
         q, k, v = jnp.split(qkv, 3, axis=-1)
+        edge = None
+        if extent is not None:
+            # The reference zero-pads q, k, v of the real image (Q10): zero what lies outside it.
+            q, k, v = (extent.zero_outside(t) for t in (q, k, v))
+            edge = tuple((side + self.pad_to - 1) // self.pad_to * self.pad_to for side in (extent.h, extent.w))
         lcm = self.get_v(v)
         hp, wp = math.ceil(h / self.pad_to) * self.pad_to, math.ceil(w / self.pad_to) * self.pad_to
         pad = ((0, 0), (0, hp - h), (0, wp - w), (0, 0))
         q, k, v = (jnp.pad(t, pad) for t in (q, k, v))
         half = c // 2
         outs = [branch(q[..., i * half:(i + 1) * half], k[..., i * half:(i + 1) * half],
-                       v[..., i * half:(i + 1) * half], shifted)
+                       v[..., i * half:(i + 1) * half], shifted, edge)
                 for i, branch in enumerate(self.attns)]
         x = jnp.concatenate(outs, axis=-1)[:, :h, :w] + lcm
         return self.proj(x.reshape(b, l, c))
