@@ -8,11 +8,16 @@ Each mode runs in a fresh process: `exact` (one compile per new shape), `buckets
 with the cache the previous process filled (`buckets+warm cache`). Reported: first-image latency
 (compile included), the median latency of the other images, total time and the number of compiles
 (distinct input shapes the jitted forward saw).
+
+New rows are appended under `--bucketing LABEL` (the rows already in the CSV are kept), so a change
+to how buckets work shows as a before/after pair: the first rows (reflect padding, inexact) came
+before `lsm_jax.model.extent`, later ones run the exact zero-padded bucket.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -57,10 +62,15 @@ def run_mode(checkpoint: str, n: int, buckets: bool, cache: str | None) -> dict:
     shapes = set()
 
     def counting(x):
-        shapes.add(x.shape)
+        shapes.add(x.shape[:2])
         return up(x)
 
-    fn = build_upscale_fn(_Wrap(up, counting), InferenceOptions(max_memory=1 << 50, buckets=buckets))
+    def counting_in_shape(x, shape):
+        shapes.add(tuple(shape))
+        return up.in_shape(x, shape)
+
+    fn = build_upscale_fn(_Wrap(up, counting, counting_in_shape),
+                          InferenceOptions(max_memory=1 << 50, buckets=buckets))
     lat = []
     for img in images(n):
         t0 = time.perf_counter()
@@ -73,8 +83,8 @@ def run_mode(checkpoint: str, n: int, buckets: bool, cache: str | None) -> dict:
 class _Wrap:
     """An Upscaler look-alike whose call goes through `fn` (to count the shapes the model sees)."""
 
-    def __init__(self, up, fn):
-        self._up, self._fn = up, fn
+    def __init__(self, up, fn, in_shape):
+        self._up, self._fn, self.in_shape = up, fn, in_shape
         self.cfg, self.scale, self.device, self.batch = up.cfg, up.scale, up.device, up.batch
         self.batch_independent = up.batch_independent
 
@@ -88,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--csv", default="experiments/results/bench_folder.csv")
+    ap.add_argument("--bucketing", default="exact (zero padding + extent)",
+                    help="label of this run's rows in the CSV's `bucketing` column")
     args = ap.parse_args(argv)
     if args.one:
         p = json.loads(args.one)
@@ -103,10 +115,15 @@ def main(argv=None) -> int:
         res = subprocess.run([sys.executable, __file__, "--checkpoint", args.checkpoint, "--images",
                               str(args.images), "--one", json.dumps(p)], capture_output=True, text=True, env=env)
         line = next((ln for ln in reversed(res.stdout.splitlines()) if ln.startswith("{")), None)
-        row = dict(mode=name, **(json.loads(line) if line else {"error": res.stderr.strip()[-300:]}))
+        row = dict(mode=name, bucketing=args.bucketing,
+                   **(json.loads(line) if line else {"error": res.stderr.strip()[-300:]}))
         print(json.dumps(row), flush=True)
         rows.append(row)
-    path = write_rows(args.csv, rows)
+    old = []
+    if Path(args.csv).exists():
+        with open(args.csv, newline="") as fh:
+            old = list(csv.DictReader(fh))
+    path = write_rows(args.csv, old + rows)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

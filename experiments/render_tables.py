@@ -258,7 +258,7 @@ def inference_memory(rows):
     return table(["model", "LR side", "peak RSS, GB (whole image, float32)", "growth"], out)
 
 
-QUALITY_METHODS = {"tiled48": "tiled 48", "tiled96": "tiled 96", "buckets": "buckets", "bfloat16": "bf16",
+QUALITY_METHODS = {"tiled48": "tiled 48", "tiled96": "tiled 96", "buckets": "reflect-pad buckets (before exact buckets)", "bfloat16": "bf16",
                    "ensemble": "ensemble"}
 
 
@@ -293,10 +293,10 @@ def bench_inference(rows):
 
 
 def bench_folder(rows):
-    out = [[r["mode"], r["compiles"], fmt(r["first_s"]), fmt(r["steady_median_s"]), fmt(r["total_s"])]
-           for r in rows]
-    return table(["mode", "compiles", "first image, s", "steady median, s", f"total, s ({rows[0]['images']} images)"],
-                 out)
+    out = [[r.get("bucketing", ""), r["mode"], r["compiles"], fmt(r["first_s"]), fmt(r["steady_median_s"]),
+            fmt(r["total_s"]), r["date"]] for r in rows]
+    return table(["bucketing", "mode", "compiles", "first image, s", "steady median, s",
+                  f"total, s ({rows[0]['images']} images)", "date"], out)
 
 
 def bench_train(rows):
