@@ -300,33 +300,57 @@ def test_strict_and_classic_non_strict_loading():
 
 
 def test_kill_during_save_keeps_the_last_good_checkpoint(tmp_path):
+    """SIGKILL lands while step 2 is being saved: the subprocess pauses inside the save (after its
+    data part is written, before orbax renames the checkpoint into place) and says so in a file; the
+    test checks the pause is on and kills it there. Step 2 is then nowhere to be seen, step 1
+    restores, and the next save (step 3) goes through and removes the partial directory."""
+    ckpt_dir, ready = tmp_path / "checkpoints", tmp_path / "paused_in_save"
     script = textwrap.dedent(f"""
-        import sys, numpy as np, jax.numpy as jnp
-        from lsm_jax.training.checkpointing import Checkpointer
-        ckpt = Checkpointer({str(tmp_path)!r}, keep=5)
-        for step in range(1, 100):
-            state = {{"w": jnp.full((1024, 1024, 16), float(step))}}   # 64 MB: a save takes a while
-            ckpt.save(step, state, {{"pos": step}})
-            print("saving", step, flush=True)
-            if step == 1:
-                ckpt.wait()
-                print("saved", step, flush=True)
+        import time, jax.numpy as jnp
+        from lsm_jax.training.checkpointing import Checkpointer, DataStateHandler
+        real_save = DataStateHandler.save
+
+        def pausing_save(self, directory, args):
+            real_save(self, directory, args)
+            if args.state["pos"] == 2:
+                open({str(ready)!r}, "w").write(str(directory))
+                time.sleep(300)
+
+        DataStateHandler.save = pausing_save
+        ckpt = Checkpointer({str(ckpt_dir)!r}, keep=5)
+        for step in (1, 2):
+            ckpt.save(step, {{"w": jnp.full((64, 1024), float(step))}}, {{"pos": step}})
+            ckpt.wait()
+        print("step 2 saved: the pause did not happen", flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("saving 2"):
-            break
-    proc.kill()  # SIGKILL while step 2 is being written
-    proc.wait()
-    partial = [p.name for p in tmp_path.iterdir() if "tmp" in p.name]
-    ckpt = checkpointing.Checkpointer(tmp_path)
-    step = ckpt.latest_step()
-    assert step == (1 if partial else 2), partial  # interrupted: step 1 is latest; else step 2 completed
-    target = {"w": jax.ShapeDtypeStruct((1024, 1024, 16), np.float32)}
-    state, data_state = ckpt.restore(step, target)
-    assert float(state["w"][0, 0, 0]) == step and data_state == {"pos": step}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not ready.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert ready.exists() and proc.poll() is None, proc.communicate(timeout=60)[0][-3000:] if proc.poll() else ""
+        time.sleep(0.2)                         # the file's text is written
+        writing = Path(ready.read_text())       # <ckpt_dir>/<step 2's temporary directory>/data
+        assert writing.is_dir() and writing.parent.parent == ckpt_dir and writing.parent.name != "2"
+        assert not (ckpt_dir / "2").exists() and (ckpt_dir / "1").is_dir()
+        assert proc.poll() is None              # still paused inside the save
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "the pause did not happen" not in proc.stdout.read()
+    ckpt = checkpointing.Checkpointer(ckpt_dir, keep=5)
+    assert ckpt.latest_step() == 1 and ckpt.all_steps() == [1]     # half of step 2 is not a checkpoint
+    target = {"w": jax.ShapeDtypeStruct((64, 1024), np.float32)}
+    state, data_state = ckpt.restore(1, target)
+    assert (np.asarray(state["w"]) == 1).all() and data_state == {"pos": 1}
+    ckpt.save(3, {"w": np.full((64, 1024), 3.0, np.float32)}, {"pos": 3})   # training resumes and saves
+    ckpt.wait()
+    assert ckpt.all_steps() == [1, 3]
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["1", "3"]   # the partial step 2 was removed
+    state, data_state = ckpt.restore(3, target)
+    assert (np.asarray(state["w"]) == 3).all() and data_state == {"pos": 3}
     ckpt.close()
-    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # the partial save was cleaned up
 
 
 @pytest.mark.parametrize("override, message", [
