@@ -160,7 +160,7 @@ def test_resume_is_bitwise_exact(straight_run, bench_dir, tmp_path):
     second = loop.train_and_evaluate(config, tmp_path)
     assert second["start_step"] == 3 and second["final_step"] == 4
     assert first["losses"] + second["losses"] == straight["losses"]  # same data order, same numbers
-    assert len(straight["losses"]) == 4 and straight["losses"][-1][1] < straight["losses"][0][1] + 0.5
+    assert len(straight["losses"]) == 4   # learning itself: test_the_step_learns_a_fixed_batch
     for a, b in zip(params_of(workdir / "export" / "latest"), params_of(tmp_path / "export" / "latest")):
         np.testing.assert_array_equal(a, b)
     # The resume checkpoint holds params, EMA, optimizer state, step, RNG, and the data iterator.
@@ -173,6 +173,26 @@ def test_resume_is_bitwise_exact(straight_run, bench_dir, tmp_path):
                                                         jax.tree.leaves(state.ema_params)))
     # Adam's count, mu and nu, and the schedule's count.
     assert len(jax.tree.leaves(state.opt_state)) == 2 + 2 * len(jax.tree.leaves(state.params))
+
+
+def test_the_step_learns_a_fixed_batch():
+    """Ten steps of the training step (the loop's own program, read from the compilation cache) on one
+    fixed, learnable batch (HR = LR upsampled ×2 by repetition), past the warm-up: the L1 loss falls at
+    every step and by ≥ 5 % in all (measured: 0.3609 → 0.3279, -9 %). With lr 0 or an update of the
+    wrong sign it does not."""
+    config = micro_config(4)
+    parts = train_step.build(config, loop.sharding.make_mesh(**config.mesh))
+    state = parts.init()
+    past_warmup = np.asarray(config.optim.warmup_steps, state.step.dtype)   # the full lr, 1e-3
+    state = state.replace(step=jax.device_put(past_warmup, parts.state_shardings.step))
+    lq = np.random.default_rng(0).uniform(0, 1, (8, 4, 4, 3)).repeat(2, 1).repeat(2, 2).astype(np.float32)
+    batch = jax.device_put({"lq": lq, "gt": lq.repeat(2, 1).repeat(2, 2)}, parts.batch_sharding)
+    losses = []
+    for _ in range(10):
+        state, metrics = parts.step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] <= 0.95 * losses[0], losses
 
 
 def test_validation_exports_the_ema_weights(straight_run, bench_dir):
