@@ -1,6 +1,7 @@
 """Every scan strategy against a float64 NumPy loop: values, reverse, h0, h_last, broadcast a, odd
-lengths, |a| → 1; gradients against jax.grad through the sequential oracle; the sharded scan on 4
-and 8 fake devices; the Pallas TPU kernel compiled ahead of time when libtpu is installed."""
+lengths, 65,536 steps, |a| → 1; gradients against jax.grad through the sequential oracle; the
+training loss and gradients of a tiny network under every strategy; the sharded scan on 4 and 8 fake
+devices; the Pallas TPU kernel compiled ahead of time when libtpu is installed."""
 
 import contextlib
 import importlib.util
@@ -78,13 +79,31 @@ def test_values_against_float64_loop(impl, length, reverse, broadcast, with_h0):
     assert _rel(h, h_ref) <= 2e-5 and _rel(last, last_ref) <= 2e-5
 
 
-@pytest.mark.parametrize('impl', ['associative', 'two_pass', 'ffi'])
-def test_long_sequence_near_unit_modulus(impl):
+LONG = 65536
+# At 65,536 steps the default chunk (256) for 'chunked'/'two_pass'; 8 sequence blocks for 'pallas' in
+# interpret mode (its default 256-step blocks take ~15 s there); 'sharded' over 8 fake devices.
+LONG_OPTIONS = dict(pallas=dict(block_len=8192), sharded=dict(mesh_axis='seq', inner='two_pass'))
+
+
+@pytest.fixture(scope='module')
+def long_case():
+    """(1, 65536, 4) complex64 with a per-element a, |a| up to 0.99999, an h0; the float64 loop both ways."""
+    a, x, h0 = _case(LONG, (1, LONG, 4), 1, (1, LONG, 4), 0.99999, True)
+    return a, x, h0, [numpy_loop(a, x, 1, reverse, h0) for reverse in (False, True)]
+
+
+@pytest.mark.parametrize('impl', SCAN_IMPLS)
+def test_length_65536_against_float64_loop(long_case, impl):
+    """Every strategy ('auto' here: 'two_pass', 8 devices) at 65,536 steps, forward and reverse from h0."""
     _ffi_or_skip(impl)
-    a, x, _ = _case(7, (2, 65536, 2), 1, (2, 65536, 2), 0.9999, False)
-    h = jax.jit(lambda a, x: linear_recurrence(a, x, impl=impl))(a, x)
-    h_ref = jax.jit(lambda a, x: linear_recurrence(a, x, impl='sequential'))(a, x)
-    assert _rel(h, np.asarray(h_ref)) <= 2e-5
+    a, x, h0, oracle = long_case
+    options = dict(LONG_OPTIONS.get(impl, {}))
+    if impl == 'sharded':
+        options['mesh'] = _mesh(8)
+    run = jax.jit(lambda a, x, h0: [linear_recurrence(a, x, axis=1, reverse=reverse, h0=h0, return_last=True,
+                                                      impl=impl, **options) for reverse in (False, True)])
+    for (h, last), (h_ref, last_ref) in zip(run(a, x, h0), oracle):
+        assert _rel(h, h_ref) <= 1e-6 and _rel(last, last_ref) <= 1e-6    # measured: ≤ 1.6e-7
 
 
 def test_axis_zero_real_inputs_and_bfloat16_storage():
@@ -244,3 +263,62 @@ def test_gpu_kernel_lowers_to_triton_for_an_h100():
         lowered = jax.jit(lambda a, x: scan_pallas_gpu(a, x, None, True, interpret=False)).trace(
             spec, spec).lower(lowering_platforms=('cuda',))
     assert lowered.as_text().count('__gpu$xla.gpu.triton') == 2      # pass 1 and pass 2
+
+
+# The training loss and gradients of a tiny network under every strategy in SCAN_IMPLS. The model
+# (one WMS + one CML block, paper semantics; tests/test_network.py's ONE_GROUP) in train mode (Gumbel
+# categories, drop path) on 2 images of 8×12: each CML scan runs 96 steps, i.e. 12 chunks of 8, 3 Pallas
+# blocks of 32, 4 shards of 24 ('auto' resolves to 'sequential' here: 8 devices, < 512 steps).
+TRAIN_SCANS = dict(sequential={}, associative={}, chunked=dict(chunk=8), two_pass=dict(chunk=8),
+                   pallas=dict(block_len=32), ffi={}, sharded=dict(mesh_axis='seq', inner='two_pass', chunk=8),
+                   auto={})
+
+
+def test_training_loss_and_gradients_under_every_strategy():
+    """All strategies in one jitted program against 'sequential' (the parts they share compile once;
+    XLA's backend optimisation is turned down for this test only: it halves the compilation, and the
+    arithmetic, without fast-math, is the same). At initialisation the scan barely moves the loss and
+    most gradients (all within atol 1e-6 even with a decay 50 % off), so the CML block's gradients (the
+    ones that flow through the scan's backward) are compared leaf by leaf relative to their own size:
+    a decay 0.1 % off in one strategy moves them by up to 2e-4, rounding by ≤ 2e-7."""
+    from flax import nnx
+    from lsm_jax.model.network import LSM
+    from lsm_jax.model.variants import network_config
+    from lsm_jax.scan import ffi
+
+    assert set(TRAIN_SCANS) == set(SCAN_IMPLS)
+    scans = {k: v for k, v in TRAIN_SCANS.items() if k != 'ffi' or ffi._compiler() is not None}
+
+    def config(impl):
+        cfg = network_config('tiny', 2)
+        cfg.update(dict(embed_dim=32, depth=[2], num_heads=[2], semantics='paper'))
+        cfg.scan.update(impl=impl, **scans[impl])
+        return cfg
+
+    graphdef, params = nnx.split(LSM(config('sequential'), rngs=nnx.Rngs(3)))
+    graphdefs = {impl: nnx.graphdef(nnx.eval_shape(lambda: LSM(config(impl), rngs=nnx.Rngs(3)))) for impl in scans}
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 12, 3))
+    y = jax.random.uniform(jax.random.key(1), (2, 16, 24, 3))
+
+    def every_strategy(params):
+        def loss(params, g):
+            return jnp.mean(jnp.abs(nnx.merge(g, params)(x, train=True, key=jax.random.key(5)) - y))
+        return {impl: jax.value_and_grad(loss)(params, g) for impl, g in graphdefs.items()}
+
+    with jax.default_matmul_precision('highest'), jax.set_mesh(_mesh(4)):
+        traced = jax.jit(every_strategy).trace(params)
+        out = traced.lower().compile({'xla_backend_optimization_level': 0,
+                                      'xla_llvm_disable_expensive_passes': True})(params)
+    program = str(traced.jaxpr)                 # the strategies really ran: their primitives are there
+    assert program.count('pallas_call') >= 2 and 'shard_map' in program
+    assert 'ffi' not in scans or 'ffi_call' in program
+    loss, grads = out['sequential']
+    cml = nnx.state(nnx.merge(graphdef, grads)).layers[0].blocks[1]   # the CML block's gradients
+    assert float(loss) > 0.05 and all(np.abs(np.asarray(g)).max() > 0 for g in jax.tree.leaves(cml))
+    for impl, (loss_i, grads_i) in out.items():
+        assert abs(float(loss_i) - float(loss)) <= 1e-6, impl
+        for g, g_i in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_i)):
+            np.testing.assert_allclose(np.asarray(g_i), np.asarray(g), rtol=2e-4, atol=1e-6, err_msg=impl)
+        cml_i = nnx.state(nnx.merge(graphdef, grads_i)).layers[0].blocks[1]
+        for (path, g), g_i in zip(jax.tree_util.tree_leaves_with_path(cml), jax.tree.leaves(cml_i)):
+            assert _rel(g_i, np.asarray(g)) <= 1e-5, (impl, jax.tree_util.keystr(path), _rel(g_i, np.asarray(g)))
