@@ -182,6 +182,14 @@ def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilat
         assert row["stats"]["bench/psnr"][1] == pytest.approx(np.std(psnr, ddof=1), abs=1e-12)
     result = json.loads((runs[1].directory / runner.RESULT_FILE).read_text())
     assert result["resumed_from"] == 2 and result["metrics"]["bench/psnr"] == own_psnr[runs[1].directory]
+    # Not only a copy of train_info.json: the exported final weights, scored afresh by the evaluate
+    # command on the same folder, give the run's PSNR and SSIM.
+    from lsm_jax.evaluation import evaluate
+    fresh = evaluate.main(["--checkpoint", str(runs[1].directory / "export/latest"), "--data", spec["data"][0],
+                           "--scale", "2", "--no-progress", "--no-cache"])[0]
+    assert fresh["dataset"] == "bench" and len(fresh["images"]) == 2
+    assert result["metrics"]["bench/psnr"] == pytest.approx(fresh["psnr"], abs=1e-6)
+    assert result["metrics"]["bench/ssim"] == pytest.approx(fresh["ssim"], abs=1e-8)
     paths = report.write_report(study, plots=False)
     md, csv_text = paths[0].read_text(), paths[1].read_text()
     best = max(data["rows"], key=lambda r: r["stats"]["bench/psnr"][0])
