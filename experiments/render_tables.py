@@ -292,6 +292,14 @@ def bench_inference(rows):
                   "floor, s", "× floor"], out)
 
 
+def demo(rows):
+    out = [[r["date"], r["steps"], fmt(r["set5_x2_psnr"], 4), fmt(r["bicubic_psnr"], 4),
+            f"{num(r['margin_db']):+.2f}", fmt(r["set5_x2_ssim"], 4), fmt(r["train_minutes"]),
+            fmt(r["step_s"]), r.get("note", "")] for r in rows]
+    return table(["date", "steps", "Set5 x2 Y-PSNR, dB", "bicubic, dB", "margin, dB", "SSIM",
+                  "training, min", "s/step", "conditions"], out)
+
+
 def bench_folder(rows):
     out = [[r.get("bucketing", ""), r["mode"], r["compiles"], fmt(r["first_s"]), fmt(r["steady_median_s"]),
             fmt(r["total_s"]), r["date"]] for r in rows]
@@ -391,6 +399,7 @@ TABLES: dict[str, Table] = {
     "inference_seams": Table("inference_quality.csv", inference_seams,
                              lambda rows: [r for r in rows if num(r.get("band_excess_8bit")) is not None]),
     "bench_inference": Table("bench_inference.csv", bench_inference, extra=("allocator",)),
+    "demo": Table("demo.csv", demo),
     "bench_folder": Table("bench_folder.csv", bench_folder),
     "bench_train": Table("bench_train.csv", bench_train),
     "compile_cache": Table("compile_cache.csv", compile_cache),
