@@ -208,24 +208,51 @@ def test_validation_exports_the_ema_weights(straight_run, bench_dir):
     assert set(checkpointing.Checkpointer(workdir / "checkpoints").all_steps()) == {2, 4}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)  # preemption; Ctrl-C
-def test_stop_signal_saves_a_checkpoint_that_restores(tmp_path, sig):
-    cmd = [sys.executable, "-m", "lsm_jax.train", "--config", f"{REPO}/configs/lsm_light.py:tiny",
-           "--workdir", str(tmp_path), "--config.total_steps=100000", "--config.checkpoint.every=1000",
-           "--config.log_every=1", *MICRO_OVERRIDES]
-    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[0][-3000:]
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-3000:]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # preemption; Ctrl-C
+
+
+@pytest.fixture(scope="module")
+def stopped_runs(tmp_path_factory):
+    """One training command per stop signal, started together (the two processes' start-up and
+    compile-cache reads overlap on a 2-core machine), each sent its signal once it has logged 3 steps.
+    Returns {signal: (workdir, return code, output)}."""
+    runs = {}
+    for sig in STOP_SIGNALS:
+        workdir = tmp_path_factory.mktemp(f"stop_{sig.name}")
+        cmd = [sys.executable, "-m", "lsm_jax.train", "--config", f"{REPO}/configs/lsm_light.py:tiny",
+               "--workdir", str(workdir), "--config.total_steps=100000", "--config.checkpoint.every=1000",
+               "--config.log_every=1", *MICRO_OVERRIDES]
+        runs[sig] = (workdir, subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True))
+    results = {}
+    try:
+        deadline = time.time() + 300
+        waiting = dict(runs)
+        while waiting and time.time() < deadline:
+            for sig, (workdir, proc) in list(waiting.items()):
+                metrics = workdir / "metrics.jsonl"
+                if proc.poll() is not None or (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+                    if proc.poll() is None:
+                        proc.send_signal(sig)
+                    del waiting[sig]
+            time.sleep(0.2)
+        for sig, (workdir, proc) in runs.items():
+            if sig in waiting:  # never reached 3 steps: leave the test to report it
+                proc.kill()
+            out, _ = proc.communicate(timeout=120)
+            results[sig] = (workdir, proc.returncode, out)
+    finally:
+        for _, proc in runs.values():
+            proc.kill()
+    return results
+
+
+@pytest.mark.parametrize("sig", STOP_SIGNALS, ids=lambda s: s.name)
+def test_stop_signal_saves_a_checkpoint_that_restores(stopped_runs, sig):
+    workdir, returncode, out = stopped_runs[sig]
+    assert returncode == 0, out[-3000:]
     assert "stopping at step" in out and sig.name in out
-    ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
+    ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
     step = ckpt.latest_step()
     assert step is not None and step >= 3
     config = micro_config(step)
