@@ -112,9 +112,9 @@ def slurm_array_index(env) -> int | None:
     offset = task - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
     step = int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
     if offset < 0 or offset % step:
-        raise SweepError(f"SLURM_ARRAY_TASK_ID={task}: not on the array's range (SLURM_ARRAY_TASK_MIN="
-                         f"{env.get('SLURM_ARRAY_TASK_MIN')}, SLURM_ARRAY_TASK_STEP={env.get('SLURM_ARRAY_TASK_STEP')});"
-                         f" set LSM_STUDY_RUN_INDEX / LSM_STUDY_NUM_RUNS or --run-index / --num-runs")
+        found = ", ".join(f"{k}={env.get(k)}" for k in ("SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"))
+        raise SweepError(f"SLURM_ARRAY_TASK_ID={task}: not on the array's range ({found}); "
+                         f"set LSM_STUDY_RUN_INDEX / LSM_STUDY_NUM_RUNS or --run-index / --num-runs")
     return offset // step
 
 
