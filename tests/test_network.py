@@ -189,10 +189,11 @@ def sequential_training_grads():
         return x, y, *_loss_and_grads(cfg, x, y)
 
 
-@pytest.mark.parametrize('scan', [SCANS[3], SCANS[5], SCANS[6]], ids=lambda s: s['impl'])
+@pytest.mark.parametrize('scan', [SCANS[6]], ids=lambda s: s['impl'])
 def test_training_loss_and_gradients_under_every_scan(sequential_training_grads, scan):
     """The training forward (paper semantics, Gumbel categories, drop path) and its gradients with
-    the strategies whose backward differs most from autodiff of lax.scan (the others: test_scan)."""
+    the token axis sharded over 4 devices. Every other strategy: test_scan's training test, which
+    also compares the CML block's gradients leaf by leaf (this check alone barely sees the scan)."""
     x, y, loss, grads = sequential_training_grads
     cfg = _small_config(**ONE_GROUP)
     cfg.scan.update(scan)
