@@ -4,11 +4,12 @@ r"""The `study` command: run a sweep, report it, and picture the LRU of a traine
         [--zip a.b=v1,v2 ...] [--set a.b=v] --seeds 3 --workdir studies/ring [--steps N] [--data DIR] \
         [--run-index i --num-runs n]
     python -m lsm_jax.study --config configs/studies/ring_settings.py --workdir studies/ring
-    python -m lsm_jax.study report studies/ring
+    python -m lsm_jax.study report studies/ring [--compare A B]
     python -m lsm_jax.study eigen CKPT_OR_WORKDIR [--out DIR] [--image PATH] [--init]
     python -m lsm_jax.study states CKPT_OR_WORKDIR --image PATH [--block K] [--out DIR]
 
-A config file may define `STUDY = dict(sweep=[...], zip=[...], set=[...], seeds=3, steps=400)`:
+A config file may define `STUDY = dict(sweep=[...], zip=[...], set=[...], seeds=3, steps=400,
+baseline='<row label>')` (the declared baseline row of the report's paired Δ):
 its axes come before the command line's, and the command line's seeds/steps win.
 """
 
@@ -39,7 +40,7 @@ def study_document(config_arg: str) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     study = getattr(module, "STUDY", {}) or {}
-    unknown = sorted(set(study) - {"sweep", "zip", "set", "seeds", "steps", "data"})
+    unknown = sorted(set(study) - {"sweep", "zip", "set", "seeds", "steps", "data", "baseline"})
     if unknown:
         raise ValueError(f"--config {path}: STUDY has unknown keys {unknown}")
     return study
@@ -75,7 +76,8 @@ def run_command(argv: list[str]) -> int:
         if not Path(data_dir).is_dir():
             raise ValueError(f"--data {data_dir}: not a directory")
     steps = args.steps if args.steps is not None else doc.get("steps")
-    spec = runner.study_spec(args.config, sweep, fixed, steps, [*doc.get("data", []), *args.data])
+    spec = runner.study_spec(args.config, sweep, fixed, steps, [*doc.get("data", []), *args.data],
+                             baseline=doc.get("baseline"))
     total = len(sweep.settings()) * sweep.seeds
     print(f"[study] {len(sweep.settings())} setting(s) × {sweep.seeds} seed(s) = {total} run(s) in {args.workdir}")
     counts = runner.run_study(spec, sweep, args.workdir, run_index=args.run_index, num_runs=args.num_runs)
@@ -91,11 +93,17 @@ def run_command(argv: list[str]) -> int:
 
 def report_command(argv: list[str]) -> int:
     from lsm_jax.studies import report
-    p = _Parser(prog="lsm_jax.study report", description="Table of a study: mean ± std over seeds.")
-    p.add_argument("workdir")
+    p = _Parser(prog="lsm_jax.study report",
+                description="Table of a study: mean and 95 % CI over seeds, Δ paired by seed vs the declared baseline.")
+    p.add_argument("workdir", help="a study folder, or a folder holding a study's runs.csv")
     p.add_argument("--out", default=None, help="output folder (default: the study's folder)")
     p.add_argument("--no-plots", action="store_true", help="the table only")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                   help="print A − B paired by seed (rows by label or 1-based number); writes nothing")
     args = p.parse_args(argv)
+    if args.compare:
+        print(report.comparison_text(report.collect(args.workdir), *args.compare), end="")
+        return 0
     for path in report.write_report(args.workdir, out=args.out, plots=not args.no_plots):
         print(f"[study] wrote {path}")
     return 0

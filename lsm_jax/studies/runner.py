@@ -48,9 +48,37 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def study_spec(config_arg: str, sweep: Sweep, fixed: list[tuple[str, str]], steps: int | None,
-               data: list[str]) -> dict[str, Any]:
-    """The definition stored in study.json (what makes two invocations the same study)."""
-    return dict(config=config_arg, **sweep.to_json(), set=[f"{k}={v}" for k, v in fixed], steps=steps, data=data)
+               data: list[str], baseline: str | None = None) -> dict[str, Any]:
+    """The definition stored in study.json (what makes two invocations the same study). `baseline`,
+    the label of the row every other row is compared with (declared before the runs, never the best
+    row picked afterwards), is stored only when declared and must be one of the sweep's settings."""
+    spec = dict(config=config_arg, **sweep.to_json(), set=[f"{k}={v}" for k, v in fixed], steps=steps, data=data)
+    if baseline is not None:
+        labels = [s.label for s in sweep.settings()]
+        if baseline not in labels:
+            raise SweepError(f"baseline {baseline!r}: not a setting of the sweep (settings: {', '.join(labels)})")
+        spec["baseline"] = baseline
+    return spec
+
+
+def versions() -> dict[str, str]:
+    """The versions a run's numbers depend on: Python, jax, jaxlib, flax, optax, numpy, and this
+    repository's git commit (empty where unknown)."""
+    import platform
+    import subprocess
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = ""
+    try:
+        out["lsm_jax_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out["lsm_jax_commit"] = ""
+    return out
 
 
 def runs_of(workdir: Path, sweep: Sweep) -> list[Run]:
@@ -152,7 +180,7 @@ def score_run(run: Run, config: ml_collections.ConfigDict, summary: dict | None)
     metrics = {k: v for k, v in info.items() if "/" in k}
     out = dict(label=run.setting.label, overrides=dict(run.setting.overrides), seed=run.seed,
                config_seed=int(config.seed), status="done", step=info["step"], metrics=metrics,
-               final_loss=final_loss(run.directory))
+               final_loss=final_loss(run.directory), versions=versions())
     if summary and summary["final_step"] > summary["start_step"]:
         out.update(train_s=round(summary["train_s"], 2), compile_s=round(summary["compile_s"], 2),
                    step_s=round(summary["step_s"], 4), resumed_from=summary["start_step"])
@@ -173,9 +201,12 @@ def run_study(spec: dict[str, Any], sweep: Sweep, workdir: str | os.PathLike, *,
     stored = workdir / STUDY_FILE
     if stored.is_file():
         old = json.loads(stored.read_text())
-        if old != spec:
+        runs_part = lambda d: {k: v for k, v in d.items() if k != "baseline"}  # noqa: E731 - not what is run
+        if runs_part(old) != runs_part(spec):
             diff = ", ".join(f"{k}: {old.get(k)!r} there, {spec[k]!r} here" for k in spec if old.get(k) != spec[k])
             raise SweepError(f"--workdir {workdir}: holds a different study ({diff}); use another --workdir")
+        if old != spec:   # only the declared baseline changed: the runs stay valid
+            write_json(stored, spec)
     else:
         write_json(stored, spec)
     compile_cache.configure()   # the runs share programs (same shapes): each compiles once
