@@ -17,6 +17,8 @@ from lsm_jax.studies import cli, report, runner
 from lsm_jax.studies import statistics as st
 from lsm_jax.studies.sweep import Sweep
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 # ------------------------------------------------------------------------------- Student t, by table
 
@@ -167,6 +169,22 @@ def test_table_rebuilt_from_runs_csv_alone(tmp_path):
     # The report command on the folder holding runs.csv only: the same table, no figures.
     assert cli.main(["report", str(committed)]) == 0
     assert (committed / "report.md").read_text() == (study / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["first_results", "ring_settings", "max_phase", "semantics", "rmin_rmax_grid"])
+def test_study_documents_declare_the_authors_ring_as_baseline(name):
+    """Where a document has the authors' ring (r_min 0.9, r_max 0.99, θ_max 2π, `paper`) as a row, that row
+    is its declared baseline; rmin_rmax_grid has no such cell and declares none."""
+    from lsm_jax.studies.sweep import load_config
+    arg = f"{REPO}/configs/studies/{name}.py"
+    doc = cli.study_document(arg)
+    sweep = Sweep.parse(doc.get("sweep", []), doc.get("zip", []), doc.get("seeds", 1))
+    fixed = [tuple(s.split("=", 1)) for s in doc.get("set", [])]
+    rings = {s.label: load_config(arg, [*fixed, *s.overrides]).model for s in sweep.settings()}
+    authors = [label for label, m in rings.items()
+               if (m.rmin, m.rmax, m.max_phase, m.semantics) == (0.9, 0.99, 6.283, "paper")]
+    assert doc.get("baseline") == (authors[0] if authors else None)
+    runner.study_spec(arg, sweep, fixed, doc.get("steps"), [], baseline=doc.get("baseline"))  # a valid label
 
 
 def test_statistics_module_does_not_import_jax_or_scipy():

@@ -20,7 +20,8 @@ from lsm_jax.studies.sweep import load_config_file
 STUDY = dict(
     zip=["model.rmin=0.4,0.9,0.9,0.9", "model.rmax=0.9,0.99,0.99,0.99", "model.max_phase=6.283,1.571,6.283,6.283",
          "model.semantics=paper,paper,paper,reference"],
-    set=["ema_decay=0.0", "batch_size=4"], seeds=3, steps=120)
+    set=["ema_decay=0.0", "batch_size=4"], seeds=3, steps=120,
+    baseline="rmin=0.9,rmax=0.99,max_phase=6.283,semantics=paper")  # the authors' ring, paper semantics
 
 
 def get_config(arg: str = ""):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from lsm_jax.studies.sweep import load_config_file
 
-STUDY = dict(sweep=["model.max_phase=0.0628,0.314,1.571,6.283"], set=["ema_decay=0.99"], seeds=3, steps=400)
+STUDY = dict(sweep=["model.max_phase=0.0628,0.314,1.571,6.283"], set=["ema_decay=0.99"], seeds=3, steps=400,
+             baseline="max_phase=6.283")  # the authors' ring: r_min 0.9, r_max 0.99 (the tiny recipe's), paper
 
 
 def get_config(arg: str = ""):

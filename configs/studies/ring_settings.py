@@ -15,7 +15,7 @@ from pathlib import Path
 from lsm_jax.studies.sweep import load_config_file
 
 STUDY = dict(zip=["model.rmin=0.4,0.9,0.9", "model.rmax=0.9,0.99,0.99", "model.max_phase=6.283,1.571,6.283"],
-             seeds=3)
+             seeds=3, baseline="rmin=0.9,rmax=0.99,max_phase=6.283")  # the authors' ring (semantics: paper)
 
 
 def get_config(arg: str = ""):

@@ -7,6 +7,8 @@ r"""An r_min × r_max grid of the LRU ring initialisation (θ_max = 2π) on the 
 a flat table, differences inside the seed spread (the ring settings of the first results, README study
 section, differ by ≤ 0.2 dB against a seed std of 0.5–0.75 dB); the LRU paper's long-range tasks favour
 r_max near 1, SR's sorted sequences need not.
+No declared baseline: no cell is the authors' ring (r_max 0.99 is not on the grid), so the report shows
+no Δ column; compare two cells with `python -m lsm_jax.study report DIR --compare A B`.
 """
 
 from pathlib import Path
