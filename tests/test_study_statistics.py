@@ -206,3 +206,9 @@ def test_statistics_module_does_not_import_jax_or_scipy():
             "assert 'jax' not in sys.modules and 'scipy' not in sys.modules")
     import subprocess
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runs_record_their_versions():
+    v = runner.versions()
+    assert set(v) == {"python", "jax", "jaxlib", "flax", "optax", "numpy", "lsm_jax_commit"}
+    assert v["python"].count(".") == 2 and v["numpy"]
