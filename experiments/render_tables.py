@@ -349,10 +349,10 @@ def study_report(rows):
         cells += [_study_ci(r, "Set5/psnr", 2), "–" if std is None else f"{std:.2f}", _study_ci(r, "Set5/ssim", 4),
                   _study_ci(r, "final_loss", 4)]
         if base:
-            lo, hi = num(r["delta_Set5/psnr_ci_lo"]), num(r["delta_Set5/psnr_ci_hi"])
+            lo, hi, mean = (num(r[f"delta_Set5/psnr_{s}"]) for s in ("ci_lo", "ci_hi", "mean"))
+            delta = "–" if mean is None else f"{mean:+.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{mean:+.2f}"
             cells += (["◆ baseline", "–"] if r["baseline"] == "1" else
-                      [(f"{num(r['delta_Set5/psnr_mean']):+.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else
-                        f"{num(r['delta_Set5/psnr_mean']):+.2f}").replace("-", "−"), _study_p(r["delta_Set5/psnr_p"])])
+                      [delta.replace("-", "−"), _study_p(r["delta_Set5/psnr_p"])])
         out.append(cells + [r["seeds"]])
     names = dict(rmin="r_min", rmax="r_max", max_phase="θ_max", semantics="semantics")
     return table([names.get(k.split(".", 1)[1], k) for k in keys] +

@@ -94,7 +94,8 @@ def run_command(argv: list[str]) -> int:
 def report_command(argv: list[str]) -> int:
     from lsm_jax.studies import report
     p = _Parser(prog="lsm_jax.study report",
-                description="Table of a study: mean and 95 % CI over seeds, Δ paired by seed vs the declared baseline.")
+                description="Table of a study: mean and 95 % CI over seeds, Δ paired by seed vs the "
+                            "declared baseline.")
     p.add_argument("workdir", help="a study folder, or a folder holding a study's runs.csv")
     p.add_argument("--out", default=None, help="output folder (default: the study's folder)")
     p.add_argument("--no-plots", action="store_true", help="the table only")

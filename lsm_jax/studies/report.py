@@ -215,7 +215,8 @@ def comparison_text(data: dict[str, Any], a: str, b: str) -> str:
     ra, rb = find_row(data, a), find_row(data, b)
     lines = [f"A = {ra['label']} (n {ra['n']})", f"B = {rb['label']} (n {rb['n']})",
              "A − B, paired by seed; 95 % t CI; two-sided paired-t p; MDE at 80 % power (α 0.05)",
-             "| metric | A | B | Δ = A − B [95 % CI] | p | pairs | SD of Δ | MDE | largest Δ magnitude the CI leaves open |",
+             "| metric | A | B | Δ = A − B [95 % CI] | p | pairs | SD of Δ | MDE "
+             "| largest Δ magnitude the CI leaves open |",
              "|---|---|---|---|---|---|---|---|---|"]
     for m in data["metrics"]:
         digits = 2 if m.endswith("psnr") else 4
