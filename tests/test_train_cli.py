@@ -80,7 +80,7 @@ def test_the_resolved_config_is_saved_into_the_workdir_at_start(tmp_path, monkey
     argv = ["lsm-train", "--config", f"{LIGHT}:tiny", "--workdir", str(workdir), "--config.batch_size=16",
             "--config.model.depth=(1, 1)", "--config.optim.lr=0.002"]
     assert cli.main(argv) == 2 and "stopped by the test" in capsys.readouterr().err
-    saved = json.loads((workdir / "config.json").read_text())
+    saved = json.loads((workdir / "train_config.json").read_text())
     assert saved["recipe"] == "tiny" and saved["batch_size"] == 16 and saved["optim"]["lr"] == 0.002
     assert saved["model"]["depth"] == [1, 1] and saved["model"]["embed_dim"] == 32
-    assert sorted(p.name for p in workdir.iterdir()) == ["config.json"]  # no temporary file left
+    assert sorted(p.name for p in workdir.iterdir()) == ["train_config.json"]  # no temporary file left

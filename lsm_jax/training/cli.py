@@ -26,7 +26,7 @@ USAGE = ("usage: python -m lsm_jax.train --config configs/<variant>.py:<recipe> 
 
 HELP = USAGE + """
 
-Train (or resume) LSM in DIR: checkpoints/, export/{best,latest}, tb/, metrics.jsonl, and config.json
+Train (or resume) LSM in DIR: checkpoints/, export/{best,latest}, tb/, metrics.jsonl, and train_config.json
 (the resolved config of the latest start).
 
   --config FILE[:RECIPE]  a config file and one of its recipes, e.g. configs/lsm_light.py:tiny

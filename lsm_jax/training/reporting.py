@@ -66,11 +66,11 @@ class MetricWriter:
             self.enabled = False
 
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "train_config.json"   # not config.json: a workdir can be an init_from checkpoint folder (model_io)
 
 
 def save_config(workdir: str | os.PathLike, config) -> Path:
-    """Writes the resolved config (recipe and overrides applied) to `<workdir>/config.json`, through a
+    """Writes the resolved config (recipe and overrides applied) to `<workdir>/train_config.json`, through a
     temporary file and a rename, so a reader never sees half a file; returns the path. Each start
     rewrites it: it is the config of the latest start (tuples become JSON lists)."""
     path = Path(workdir) / CONFIG_FILE
