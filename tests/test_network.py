@@ -96,8 +96,10 @@ def test_reference_batch_of_two_matches_reference(arrays, checkpoint, scan):
     assert _max_abs(y, arrays['io/output_batch2'].transpose(NCHW_TO_NHWC)) <= 1e-4
 
 
-@pytest.mark.parametrize('scan', SCANS, ids=lambda s: s['impl'])
+@pytest.mark.parametrize('scan', SCANS[:6], ids=lambda s: s['impl'])
 def test_token_axis_scan_matches_alternative_output(arrays, checkpoint, scan):
+    """The reference's own token-axis output under each single-device strategy ('sharded' against
+    'sequential', forward and backward: test_training_loss_and_gradients_under_every_scan)."""
     model, _ = load_model(checkpoint, scan_axis='tokens', scan=scan)
     with jax.default_matmul_precision('highest'), _seq_mesh():
         y = model(jnp.asarray(arrays['io/input'].transpose(NCHW_TO_NHWC)))
@@ -222,7 +224,8 @@ def test_bfloat16_compute_keeps_float32_parameters():
     m32 = LSM(_small_config(), rngs=nnx.Rngs(3))
     m16 = LSM(_small_config(dtype='bfloat16'), rngs=nnx.Rngs(3))
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(m16, nnx.Param)))
-    y32, y16 = np.asarray(m32(x)), np.asarray(m16(x))
+    forward = nnx.jit(lambda model, image: model(image))   # one compile each: eager dispatch is slower
+    y32, y16 = np.asarray(forward(m32, x)), np.asarray(forward(m16, x))
     assert y16.dtype == np.float32 and np.isfinite(y16).all()
     assert 0 < np.abs(y16 - y32).max() < 0.1
 

@@ -99,7 +99,7 @@ def test_slurm_arrays_share_the_runs_whatever_their_first_task_id(monkeypatch, t
 
 
 # ---------------------------------------------------------------------------------------------
-# A 2-setting × 2-seed study: runs, resumes after a kill, reports the runs' own numbers.
+# A 1-setting × 2-seed study: runs, resumes after a kill, reports the runs' own numbers.
 
 
 def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
@@ -120,7 +120,7 @@ def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
                     f"    c.patch_size, c.batch_size, c.data.read_threads = 8, 8, 1\n"
                     f"    c.eval.num_images = 0\n"
                     f"    return c\n")
-    sweep = Sweep.parse(["model.rmin=0.4,0.9"], [], seeds=2)
+    sweep = Sweep.parse(["model.rmin=0.9"], [], seeds=2)   # one setting: the statistics have their own tests
     spec = runner.study_spec(f"{conf}:", sweep, [("checkpoint.every", "2")], 4, [str(data)])
     return spec, sweep
 
@@ -161,16 +161,16 @@ def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilat
     with pytest.raises(KeyboardInterrupt):
         runner.run_study(spec, sweep, study, train=killed_in_run_1)
     runs = runner.runs_of(study.absolute(), sweep)
-    assert [(r.directory / runner.RESULT_FILE).is_file() for r in runs] == [True, False, False, False]
+    assert [(r.directory / runner.RESULT_FILE).is_file() for r in runs] == [True, False]
 
     summaries = []
     counts = runner.run_study(spec, sweep, study, train=lambda c, w: summaries.append(real(c, w)) or summaries[-1])
-    assert counts == dict(done=3, skipped=1, failed=0, stopped=False)
-    assert [s["start_step"] for s in summaries] == [2, 0, 0]   # the killed run resumed at its checkpoint
+    assert counts == dict(done=1, skipped=1, failed=0, stopped=False)
+    assert [s["start_step"] for s in summaries] == [2]   # the killed run resumed at its checkpoint
     assert all(s["final_step"] == 4 for s in summaries)
 
     data = report.collect(study)
-    assert data["datasets"] == ["bench"] and [r["n"] for r in data["rows"]] == [2, 2]
+    assert data["datasets"] == ["bench"] and [r["n"] for r in data["rows"]] == [2]
     own_psnr = {r.directory: json.loads((r.directory / "export/latest/train_info.json").read_text())["bench/psnr"]
                 for r in runs}
     for row, setting in zip(data["rows"], sweep.settings()):
