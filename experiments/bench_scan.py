@@ -63,7 +63,8 @@ STRATEGIES = [("sequential", "sequential", {}), ("sequential_u8", "sequential", 
               ("two_pass_64", "two_pass", dict(chunk=64)), ("two_pass_256", "two_pass", dict(chunk=256)),
               ("two_pass_1024", "two_pass", dict(chunk=1024)), ("ffi", "ffi", {}),
               ("ffi_1thread", "ffi", dict(threads=1)), ("auto", "auto", {})]
-FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode", "time_s", "time_min_s", "compile_s",
+FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode", "time_s", "time_min_s", "time_max_s",
+          "compile_s",
           "gbps", "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "note",
           "machine", "date", "jax", "jaxlib", "numpy", "cores")
 # Strategies that XLA cannot differentiate (a custom call with no autodiff rule): only the custom VJP
@@ -89,7 +90,7 @@ def provenance() -> dict:
 
 
 def timed(fn, args, reps):
-    """(median seconds, compile seconds, compiled, min seconds) of jitted fn(*args)."""
+    """(median seconds, compile seconds, compiled, (min, max) seconds) of jitted fn(*args)."""
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
@@ -99,7 +100,7 @@ def timed(fn, args, reps):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return statistics.median(times), compile_s, compiled, min(times)
+    return statistics.median(times), compile_s, compiled, (min(times), max(times))
 
 
 def copy_bandwidth(elements: int, reps: int) -> float:
@@ -145,7 +146,7 @@ def scan_fn(impl, opts, mode, reverse=False, bidirectional=False):
 
 def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="complex64", **kw):
     a, x = jax.device_put(a), jax.device_put(x)   # as the floor's: no host transfer inside the timing
-    t, compile_s, compiled, t_min = timed(scan_fn(impl, opts, mode, **kw), (a, x), reps)
+    t, compile_s, compiled, (t_min, t_max) = timed(scan_fn(impl, opts, mode, **kw), (a, x), reps)
     elements = b * length * N
     per_element = (24 if mode == "fwd" else 64) if dtype == "complex64" else (16 if mode == "fwd" else 44)
     nbytes = per_element * elements * (2 if kw.get("bidirectional") else 1)
@@ -160,7 +161,7 @@ def run_point(label, impl, opts, b, length, mode, reps, bw, a, x, h64, dtype="co
     resolved = impl if impl != "auto" else f"auto:{pick_impl(length, width=b * N)}"
     return dict(kind="scan", strategy=label, impl=resolved,
                 options=json.dumps(opts, sort_keys=True), B=b, L=length, N=N, dtype=dtype, mode=mode,
-                time_s=round(t, 6), time_min_s=round(t_min, 6), compile_s=round(compile_s, 3),
+                time_s=round(t, 6), time_min_s=round(t_min, 6), time_max_s=round(t_max, 6), compile_s=round(compile_s, 3),
                 gbps=round(nbytes / t / 1e9, 3),
                 floor_s=round(nbytes / bw, 6), over_floor=round(t * bw / nbytes, 3),
                 temp_E=None if temp is None else round(temp / (8 * elements), 2),
