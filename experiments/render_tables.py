@@ -292,6 +292,11 @@ def bench_inference(rows):
                   "floor, s", "× floor"], out)
 
 
+def outside_anchors(rows):
+    out = [[r["machine_measured_on"], r["case"], r["figure"]] for r in rows]
+    return table(["machine", "case", "figure (outside figure: not measured by this repository)"], out)
+
+
 def demo(rows):
     out = [[r["date"], r["steps"], fmt(r["set5_x2_psnr"], 4), fmt(r["bicubic_psnr"], 4),
             f"{num(r['margin_db']):+.2f}", fmt(r["set5_x2_ssim"], 4), fmt(r["train_minutes"]),
@@ -437,6 +442,9 @@ TABLES: dict[str, Table] = {
                              lambda rows: [r for r in rows if num(r.get("band_excess_8bit")) is not None]),
     "bench_inference": Table("bench_inference.csv", bench_inference, extra=("allocator",)),
     "demo": Table("demo.csv", demo),
+    "anchors_authors_code": Table("outside_anchors.csv",
+                                  lambda rows: outside_anchors(where(rows, section="authors_code"))),
+    "anchors_floor": Table("outside_anchors.csv", lambda rows: outside_anchors(where(rows, section="floor"))),
     "bench_folder": Table("bench_folder.csv", bench_folder),
     "bench_train": Table("bench_train.csv", bench_train),
     "compile_cache": Table("compile_cache.csv", compile_cache),
