@@ -125,6 +125,12 @@ def make_loss_fn(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_collections
     return loss_fn
 
 
+def accumulate(loss_fn: Callable, params, carry, lq, gt, key):
+    """The body of the gradient-accumulation scan: `carry` (loss, grads) plus one micro-batch's."""
+    loss, grads = jax.value_and_grad(loss_fn)(params, lq, gt, key)
+    return jax.tree.map(jnp.add, carry, (loss, grads))
+
+
 def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, config: ml_collections.ConfigDict, mesh=None) -> Callable:
     """The pure step (state, batch) -> (state, metrics): L1 loss, AdamW update, EMA update.
@@ -143,8 +149,7 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
 
         def micro_step(carry, xs):
             lq, gt, j = xs
-            loss, grads = jax.value_and_grad(loss_fn)(params, lq, gt, jax.random.fold_in(key, j))
-            return jax.tree.map(jnp.add, carry, (loss, grads)), None
+            return accumulate(loss_fn, params, carry, lq, gt, jax.random.fold_in(key, j)), None
 
         zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
         xs = (split_micro_batches(batch["lq"], k), split_micro_batches(batch["gt"], k), jnp.arange(k))
@@ -166,16 +171,15 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
 
 def make_micro_step(graphdef: nnx.GraphDef, rest: nnx.State, config: ml_collections.ConfigDict,
                     mesh=None) -> Callable:
-    """The body of the accumulation scan as a program of its own: (params, grads, lq, gt, rng) ->
-    (loss, grads + this micro-batch's gradients), on one micro-batch. Used only to count FLOPs: XLA's
-    cost analysis counts a loop body once, so a step of k micro-batches costs its compiled figure
-    plus (k - 1) times this program's (`lsm_jax.training.throughput.step_cost`)."""
+    """The body of the accumulation scan (`accumulate`, the function the step's scan runs) as a
+    program of its own: (params, (loss, grads), lq, gt, rng) -> (loss, grads) plus this micro-batch's.
+    Used only to count FLOPs: XLA's cost analysis counts a loop body once, so a step of k
+    micro-batches costs its compiled figure plus (k - 1) times this program's
+    (`lsm_jax.training.throughput.step_cost`)."""
     loss_fn = make_loss_fn(graphdef, rest, config, mesh)
 
     def micro_step(params, carry, lq, gt, rng):
-        key = jax.random.fold_in(jax.random.wrap_key_data(rng), 0)
-        loss, grads = jax.value_and_grad(loss_fn)(params, lq, gt, key)
-        return loss, jax.tree.map(jnp.add, carry, grads)
+        return accumulate(loss_fn, params, carry, lq, gt, jax.random.fold_in(jax.random.wrap_key_data(rng), 0))
 
     return micro_step
 
@@ -206,7 +210,8 @@ class Parts(NamedTuple):
                               self.abstract_state.params, self.state_shardings.params)
         rng = jax.ShapeDtypeStruct(self.abstract_state.rng.shape, self.abstract_state.rng.dtype,
                                    sharding=self.state_shardings.rng)
-        return self.micro_step.lower(params, params, micro["lq"], micro["gt"], rng)
+        carry = (jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated), params)
+        return self.micro_step.lower(params, carry, micro["lq"], micro["gt"], rng)
 
 
 def build(config: ml_collections.ConfigDict, mesh) -> Parts:
@@ -230,7 +235,7 @@ def build(config: ml_collections.ConfigDict, mesh) -> Parts:
     micro = None
     if k > 1:
         micro = jax.jit(make_micro_step(graphdef, rest, config, mesh),
-                        in_shardings=(state_sh.params, state_sh.params, batch_sh, batch_sh, state_sh.rng),
+                        in_shardings=(state_sh.params, (replicated, state_sh.params), batch_sh, batch_sh, state_sh.rng),
                         out_shardings=(replicated, state_sh.params))
     return Parts(graphdef, rest, abstract_state, state_sh, batch_sh, replicated,
                  jax.jit(init_fn, out_shardings=state_sh), step, schedule, micro, k)

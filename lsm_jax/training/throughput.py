@@ -29,24 +29,24 @@ from lsm_jax.training import chips
 log = logging.getLogger("lsm_jax.train")
 
 
-def compiled_flops(compiled) -> float:
-    """FLOPs of one call of a compiled (per-device) program; 0.0 when the backend gives none."""
+def _cost_analysis(compiled) -> dict:
+    """A compiled program's cost analysis as one dict; empty when the backend gives none."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # some backends do not implement it
-        return 0.0
+        return {}
     cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
-    return float((cost or {}).get("flops", 0.0) or 0.0)
+    return cost or {}
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of a compiled (per-device) program; 0.0 when the backend gives none."""
+    return float(_cost_analysis(compiled).get("flops", 0.0) or 0.0)
 
 
 def compiled_seconds(compiled) -> float:
     """The cost model's time estimate of a compiled program (`optimal_seconds`), ≤ 0 when it has none."""
-    try:
-        cost = compiled.cost_analysis()
-    except Exception:
-        return -1.0
-    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
-    return float((cost or {}).get("optimal_seconds", -1.0))
+    return float(_cost_analysis(compiled).get("optimal_seconds", -1.0))
 
 
 def step_cost(step_figure: float, grad_accum_steps: int = 1, micro_figure: float = 0.0) -> float:
