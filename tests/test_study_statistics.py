@@ -188,14 +188,14 @@ def test_study_documents_declare_the_authors_ring_as_baseline(name):
 
 
 def test_docs_renderer_reads_the_new_report_csv(tmp_path, monkeypatch):
-    """experiments/render_tables.py renders a regenerated study report.csv (CI, declared baseline, paired Δ)."""
+    """experiments/render_tables.py (its doc_tables) renders a regenerated study report.csv (CI, declared baseline, paired Δ)."""
     monkeypatch.syspath_prepend(str(REPO / "experiments"))
     import csv
-    import render_tables
+    import doc_tables
     study = _study(tmp_path, baseline="rmin=0.4")
     report.write_report(study, plots=False)
     with open(study / "report.csv", newline="") as fh:
-        lines = render_tables.study_first_results(list(csv.DictReader(fh)))
+        lines = doc_tables.study_first_results(list(csv.DictReader(fh)))
     assert lines[0].startswith("| r_min | Set5 PSNR (dB), ± 95 % CI | PSNR std |") and "| p | seeds |" in lines[0]
     assert lines[2] == "| 0.4 | 30.10 ± 0.66 | 0.26 | 0.7525 ± 0.0164 | 0.0310 ± 0.0025 | ◆ baseline | – | 3 |"
     assert lines[3].startswith("| 0.9 | 30.13 ± 0.87 | 0.35 |") and "| +0.03 [−1.00, 1.07] | 0.902 | 3 |" in lines[3]

@@ -1,0 +1,433 @@
+"""The table definitions that `render_tables.py` renders into README.md and docs/*.md.
+
+Each entry of `TABLES` names a CSV under experiments/results/ and a small function from that CSV's rows
+to Markdown lines (a table and, at most, a few notes); the helpers below format the figures. Estimates
+(the TPU cost model) get columns of their own, headed as estimates. Standard library only: no JAX import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def num(value) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if x != x else x  # NaN -> None
+
+
+def fmt(value, digits: int = 3) -> str:
+    """`digits` significant figures, no exponent for ordinary magnitudes; '' for a missing value."""
+    x = num(value)
+    if x is None:
+        return ""
+    if x == 0:
+        return "0"
+    if abs(x) < 1e-3:
+        return f"{x:.1e}"
+    text = f"{x:.{digits}g}"
+    if "e" in text:
+        return f"{x:.0f}"
+    return text
+
+
+def ms(seconds) -> str:
+    x = num(seconds)
+    return "" if x is None else fmt(x * 1e3)
+
+
+def spread(row: dict, key: str, unit: Callable = fmt) -> str:
+    """The median `key` with the spread the CSV holds: `key_min`/`key_max` columns (`time_s` ->
+    `time_min_s`, `time_max_s`) give "median (min–max)", a min alone "median (min …)"."""
+    stem, _, suffix = key.rpartition("_")
+    lo, hi = row.get(f"{stem}_min_{suffix}"), row.get(f"{stem}_max_{suffix}")
+    text = unit(row.get(key))
+    if not text:
+        return ""
+    if num(lo) is not None and num(hi) is not None:
+        return f"{text} ({unit(lo)}–{unit(hi)})"
+    if num(lo) is not None:
+        return f"{text} (min {unit(lo)})"
+    return text
+
+
+def ratio(x, digits: int = 3) -> str:
+    text = fmt(x, digits)
+    return f"{text}×" if text else ""
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+
+
+def where(rows: list[dict], **conditions) -> list[dict]:
+    return [r for r in rows if all(str(r.get(k)) == str(v) for k, v in conditions.items())]
+
+
+def one(rows: list[dict], **conditions) -> dict:
+    found = where(rows, **conditions)
+    return found[0] if found else {}
+
+
+def distinct(rows: list[dict], key: str) -> list[str]:
+    return list(dict.fromkeys(r[key] for r in rows))
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+@dataclass(frozen=True)
+class Table:
+    csv: str                                   # file name under experiments/results/
+    render: Callable[[list[dict]], list[str]]  # all the CSV's rows -> Markdown lines (a table and notes)
+    select: Callable[[list[dict]], list[dict]] = lambda rows: rows  # the rows the caption describes
+    extra: tuple[str, ...] = ()                # more caption fields (CSV columns), e.g. torch_version
+
+
+SCAN_POINT = dict(kind="scan", B=4, L=65536, N=32)
+
+
+def scan_cpu(rows):
+    pts = where(rows, **SCAN_POINT)
+    memory = where(rows, kind="memory")
+    out = []
+    labels = distinct(pts, "strategy")
+    first = {mode: next((r for r in pts if r["mode"] == mode and r["dtype"] == "complex64"), {})
+             for mode in ("fwd", "fwd_bwd")}
+    out.append(["copy floor (complex64: 24 B/elem forward, 64 B/elem forward + backward)",
+                ms(first["fwd"].get("floor_s")), "1", ms(first["fwd_bwd"].get("floor_s")), "1", ""])
+    for label in labels:
+        fwd, bwd = one(pts, strategy=label, mode="fwd"), one(pts, strategy=label, mode="fwd_bwd")
+        impl = (fwd or bwd)["impl"]
+        name = f"`{label}`" + (f" (→ `{impl.split(':', 1)[1]}`)" if impl.startswith("auto:") else "")
+        mem, auto = one(memory, strategy=label), one(memory, strategy=label + "_autodiff")
+        temp = fmt(mem.get("temp_E"))
+        if temp and auto.get("temp_E"):
+            temp += f" (autodiff {fmt(auto['temp_E'])})"
+        out.append([name, spread(fwd, "time_s", ms), fmt(fwd.get("over_floor")),
+                    spread(bwd, "time_s", ms), fmt(bwd.get("over_floor")), temp])
+    return table(["strategy", "forward, ms: median (spread)", "× floor", "forward + backward, ms",
+                  "× floor", "temporaries of value-and-grad at (16, 16384), E"], out)
+
+
+def scan_auto(rows):
+    """`auto` against the fastest strategy at each (B, L, mode) of the grid, complex64."""
+    pts = [r for r in where(rows, kind="scan", dtype="complex64")
+           if not r["strategy"].endswith(("_reverse", "_bidir"))]
+    out = []
+    for key in dict.fromkeys((r["B"], r["L"], r["mode"]) for r in pts):
+        here = where(pts, B=key[0], L=key[1], mode=key[2])
+        auto = one(here, strategy="auto")
+        others = [r for r in here if r["strategy"] != "auto" and num(r["time_s"]) is not None]
+        if num(auto.get("time_s")) is None or not others:
+            continue
+        best = min(others, key=lambda r: num(r["time_s"]))
+        cells = [f"({key[0]}, {key[1]})", key[2], f"`{auto['impl'].split(':')[-1]}`", ms(auto["time_s"]),
+                 f"`{best['strategy']}`", ms(best["time_s"]), ratio(num(auto["time_s"]) / num(best["time_s"]))]
+        if num(auto.get("time_min_s")) and num(best.get("time_min_s")):
+            fastest = min(others, key=lambda r: num(r.get("time_min_s")) or float("inf"))
+            cells.append(ratio(num(auto["time_min_s"]) / num(fastest["time_min_s"])))
+        out.append(cells)
+    header = ["(B, L)", "mode", "`auto` ran", "`auto`, ms", "fastest other strategy", "its time, ms",
+              "`auto` / fastest (medians)"]
+    if out and len(out[0]) > len(header):
+        header.append("`auto` / fastest (minima)")
+    return table(header, out)
+
+
+MODELS = {"light_x4_64": "LSM-light x4", "s_x2_64": "LSM-S x2"}
+
+
+def scan_model(rows):
+    rows = where(rows, kind="model")
+    cases = distinct([{"c": r["strategy"].split(":")[0]} for r in rows], "c")
+    strategies = distinct([{"s": r["strategy"].split(":", 1)[1]} for r in rows], "s")
+    out = []
+    for s in strategies:
+        cells = [f"`{s}`"]
+        for c in cases:
+            for mode in ("fwd", "train_step"):
+                r = one(rows, strategy=f"{c}:{s}", mode=mode)
+                cells.append(spread(r, "time_s", lambda v: fmt(v)) + (f" [{fmt(r['compile_s'], 2)}]" if r else ""))
+        out.append(cells)
+    header = ["strategy"] + [f"{MODELS.get(c, c)} {m}" for c in cases for m in ("forward, s", "training step, s")]
+    return table(header, out) + ["", "[compile time, s]"]
+
+
+def vs_reference(rows):
+    out = [[f"{r['model']} x{r['scale']}, {r['lr_hw']}", spread(r, "jax_s", fmt), spread(r, "torch_s", fmt),
+            f"**{ratio(r['speedup'])}**", fmt(r["fwd_over_floor"]), fmt(r["max_abs_diff"], 2), r.get("reps", "")]
+           for r in rows]
+    return table(["case", "lsm-jax, s: median (min)", "authors' PyTorch, s: median (min)", "speed-up (medians)",
+                  "lsm-jax × floor", "max \\|Δ\\|", "timed calls"], out)
+
+
+def _loader_key(config: str) -> tuple[str, str, str]:
+    """'photos: records, raw codec, 1 worker(s)' -> ('photos', 'records, raw codec', '1')."""
+    data, rest = config.split(": ", 1)
+    pipeline, workers = rest.rsplit(", ", 1)
+    return data, pipeline, workers.split()[0]
+
+
+def data_loader(rows):
+    loader = where(rows, benchmark="loader")
+    nbytes = {r["config"]: r for r in where(rows, benchmark="bytes")}
+    workers = sorted({_loader_key(r["config"])[2] for r in loader}, key=int)
+    out = []
+    for data, pipeline in dict.fromkeys(_loader_key(r["config"])[:2] for r in loader):
+        cells = [data, pipeline]
+        for w in workers:
+            r = next((r for r in loader if _loader_key(r["config"]) == (data, pipeline, w)), None)
+            text = fmt(r["value"]) if r else ""
+            if r and pipeline != "pre-made LR" and num(r.get("ratio")) is not None:
+                text += f" ({ratio(r['ratio'], 2)})"
+            cells.append(text)
+        b = nbytes.get(f"{data}: {pipeline}")
+        cells.append(f"{fmt(b['value'])} KiB" if b else "")
+        out.append(cells)
+    return table(["data", "pipeline", *[f"{w} worker{'s' if w != '1' else ''}, patch/s (× pre-made LR)"
+                                        for w in workers], "file bytes read per patch"], out)
+
+
+def data_resize(rows):
+    out = []
+    for r in where(rows, benchmark="imresize"):
+        pil = one(rows, benchmark="pillow", config=r["config"])
+        out.append([r["config"], fmt(pil.get("value")), fmt(r["value"]), ratio(r["ratio"], 2)])
+    return table(["resize", "Pillow bicubic, img/s", "`imresize`, img/s", "`imresize` / Pillow"], out)
+
+
+def data_records(rows):
+    out = [[r["config"], f"{fmt(r['value'])} {r['unit']}", fmt(r["ratio"], 2)]
+           for r in rows if r["benchmark"] in ("breakdown", "footprint")]
+    return table(["quantity", "value", "share of the total (breakdown) or × the PNGs (footprint)"], out)
+
+
+def inference_grid(rows):
+    out = []
+    for variant, side, mode in dict.fromkeys((r["variant"], r["side"], r["mode"]) for r in rows):
+        here = where(rows, variant=variant, side=side, mode=mode)
+        f32, bf16 = one(here, dtype="float32", ensemble="False"), one(here, dtype="bfloat16", ensemble="False")
+        ens = one(here, dtype="float32", ensemble="True")
+        tile = f" ({(f32 or bf16)['budget']} budget: {(f32 or bf16)['tile']}² tiles)" if mode == "tiled" else ""
+        out.append([f"{variant} x{(f32 or bf16 or ens)['scale']}", f"{side}²", mode + tile, fmt(f32.get("time_s")),
+                    fmt(bf16.get("time_s")), fmt(ens.get("time_s")),
+                    " / ".join(fmt(r.get("peak_rss_gb")) for r in (f32, bf16))])
+    return table(["model", "LR side", "mode", "float32, s", "bfloat16, s", "float32 + ensemble, s",
+                  "peak RSS, GB (float32 / bfloat16)"], out)
+
+
+def inference_memory(rows):
+    """Whole-image float32 peak RSS and its slope per LR pixel between neighbouring sizes."""
+    out = []
+    for variant in distinct(rows, "variant"):
+        pts = where(rows, variant=variant, mode="whole", dtype="float32", ensemble="False")
+        pts.sort(key=lambda r: int(r["side"]))
+        for prev, r in zip([None] + pts, pts):
+            slope = ""
+            if prev:
+                d = (num(r["peak_rss_gb"]) - num(prev["peak_rss_gb"])) * 1e9 / (int(r["side"]) ** 2 - int(prev["side"]) ** 2)
+                slope = f"{fmt(d / 1e3)} KB per LR pixel ({prev['side']}² → {r['side']}²)"
+            out.append([f"{variant} x{r['scale']}", f"{r['side']}²", fmt(r["peak_rss_gb"]), slope])
+    return table(["model", "LR side", "peak RSS, GB (whole image, float32)", "growth"], out)
+
+
+QUALITY_METHODS = {"tiled48": "tiled 48", "tiled96": "tiled 96", "buckets": "reflect-pad buckets (before exact buckets)", "bfloat16": "bf16",
+                   "ensemble": "ensemble"}
+
+
+def inference_quality(rows):
+    out = []
+    for ckpt in distinct(rows, "checkpoint"):
+        here = where(rows, checkpoint=ckpt)
+        whole = one(here, method="whole")
+        cells = [f"{ckpt} ({whole['arch']}, `{whole['semantics']}`)", fmt(whole["set5_psnr"], 5)]
+        for m in QUALITY_METHODS:
+            r = one(here, method=m)
+            cells.append(f"{num(r['delta_db']):+.4f} ({fmt(r['max_abs_delta_db'], 3)})" if r else "")
+        out.append(cells)
+    return table(["checkpoint", "whole image, dB", *[f"{v}: Δ (max \\|Δ\\|)" for v in QUALITY_METHODS.values()]],
+                 out)
+
+
+def inference_seams(rows):
+    out = [[f"{r['checkpoint']}, {QUALITY_METHODS[r['method']]}", fmt(r["interior_excess_8bit"]),
+            fmt(r["band_excess_8bit"]), fmt(r["interior_dev_8bit"]), fmt(r["band_dev_8bit"])]
+           for r in rows if num(r.get("band_excess_8bit")) is not None]
+    return table(["case", "excess error, interior", "excess error, blend bands", "deviation from whole, interior",
+                  "deviation from whole, bands"], out)
+
+
+def bench_inference(rows):
+    out = [[f"{r['model']} x{r['scale']}, {r['lr_hw']}", f"`{r['semantics']}`", spread(r, "fwd_s", fmt),
+            fmt(r["compile_s"]), fmt(r["gflop"]), fmt(r["matmul_gflops"]), fmt(r["floor_s"]),
+            fmt(r["fwd_over_floor"])] for r in rows]
+    return table(["case", "semantics", "forward, s: median (min)", "compile, s", "GFLOP", "matmul GFLOP/s",
+                  "floor, s", "× floor"], out)
+
+
+def outside_anchors(rows):
+    out = [[r["machine_measured_on"], r["case"], r["figure"]] for r in rows]
+    return table(["machine", "case", "figure (outside figure: not measured by this repository)"], out)
+
+
+def demo(rows):
+    out = [[r["date"], r["steps"], fmt(r["set5_x2_psnr"], 4), fmt(r["bicubic_psnr"], 4),
+            f"{num(r['margin_db']):+.2f}", fmt(r["set5_x2_ssim"], 4), fmt(r["train_minutes"]),
+            fmt(r["step_s"]), r.get("note", "")] for r in rows]
+    return table(["date", "steps", "Set5 x2 Y-PSNR, dB", "bicubic, dB", "margin, dB", "SSIM",
+                  "training, min", "s/step", "conditions"], out)
+
+
+def bench_folder(rows):
+    out = [[r.get("bucketing", ""), r["mode"], r["compiles"], fmt(r["first_s"]), fmt(r["steady_median_s"]),
+            fmt(r["total_s"]), r["date"]] for r in rows]
+    return table(["bucketing", "mode", "compiles", "first image, s", "steady median, s",
+                  f"total, s ({rows[0]['images']} images)", "date"], out)
+
+
+def bench_train(rows):
+    out = [[f"{r['model']} x{r['scale']}, batch {r['batch']}, {r['patch']}² LR", f"`{r['semantics']}`", r["dtype"],
+            fmt(r["step_s"]), fmt(r["img_per_s"]), fmt(r["compile_s"]), fmt(r["gflop"]), fmt(r["matmul_gflops"]),
+            fmt(r["step_over_floor"]), fmt(num(r["compiled_bytes"]) / 1e9 if num(r["compiled_bytes"]) else "")]
+           for r in rows if not r.get("error")]
+    return table(["case", "semantics", "dtype", "step, s (median)", "img/s", "compile, s", "GFLOP/step",
+                  "matmul GFLOP/s", "× floor", "compiled memory, GB"], out)
+
+
+def compile_cache(rows):
+    out = [[f"`{r['config']}`", fmt(r["cache_off_s"]), fmt(r["cache_cold_s"]), fmt(r["cache_warm_s"]),
+            ratio(r["warm_over_off"], 2)] for r in rows]
+    return table(["config", "cache off, s", "cache cold, s", "cache warm, s", "warm / off"], out)
+
+
+PHASES = {"1.571": "π/2", "3.142": "π", "6.283": "2π"}
+
+
+def _study_ci(r, metric: str, digits: int) -> str:
+    mean, hi = num(r[f"{metric}_mean"]), num(r[f"{metric}_ci_hi"])
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" + (f" ± {hi - mean:.{digits}f}" if hi is not None else "")
+
+
+def _study_p(value) -> str:
+    p = num(value)
+    return "–" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def study_report(rows):
+    """A study's report.csv as `lsm_jax.studies.report` writes it: mean ± 95 % CI half-width, std, and
+    Δ vs the declared baseline paired by seed [95 % CI] with its p (no Δ column without a baseline)."""
+    keys = [k for k in rows[0] if k.startswith("model.")]
+    base = any(r["baseline"] == "1" for r in rows)
+    out = []
+    for r in rows:
+        cells = [PHASES.get(r[k], r[k]) if k == "model.max_phase" else r[k] for k in keys]
+        std = num(r["Set5/psnr_std"])
+        cells += [_study_ci(r, "Set5/psnr", 2), "–" if std is None else f"{std:.2f}", _study_ci(r, "Set5/ssim", 4),
+                  _study_ci(r, "final_loss", 4)]
+        if base:
+            lo, hi, mean = (num(r[f"delta_Set5/psnr_{s}"]) for s in ("ci_lo", "ci_hi", "mean"))
+            delta = "–" if mean is None else f"{mean:+.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{mean:+.2f}"
+            cells += (["◆ baseline", "–"] if r["baseline"] == "1" else
+                      [delta.replace("-", "−"), _study_p(r["delta_Set5/psnr_p"])])
+        out.append(cells + [r["seeds"]])
+    names = dict(rmin="r_min", rmax="r_max", max_phase="θ_max", semantics="semantics")
+    return table([names.get(k.split(".", 1)[1], k) for k in keys] +
+                 ["Set5 PSNR (dB), ± 95 % CI", "PSNR std", "Set5 SSIM", "final loss"] +
+                 (["Δ PSNR vs baseline, paired by seed [95 % CI]", "p"] if base else []) + ["seeds"], out)
+
+
+def study_first_results(rows):
+    if rows and "Set5/psnr_ci_hi" in rows[0]:   # regenerated by today's report (declared baseline, CIs)
+        return study_report(rows)
+    out = []
+    for r in rows:
+        delta = "★" if r["best"] == "1" else \
+            f"{num(r['delta_psnr_vs_best_mean']):+.2f} ± {num(r['delta_psnr_vs_best_std']):.2f}".replace("-", "−")
+        out.append([r["model.rmin"], r["model.rmax"], PHASES.get(r["model.max_phase"], r["model.max_phase"]),
+                    r["model.semantics"], f"{num(r['Set5/psnr_mean']):.2f} ± {num(r['Set5/psnr_std']):.2f}",
+                    f"{num(r['Set5/ssim_mean']):.4f} ± {num(r['Set5/ssim_std']):.4f}",
+                    f"{num(r['final_loss_mean']):.4f} ± {num(r['final_loss_std']):.4f}", delta, r["seeds"]])
+    return table(["r_min", "r_max", "θ_max", "semantics", "Set5 PSNR (dB)", "Set5 SSIM", "final loss",
+                  "Δ PSNR vs ★, paired by seed", "seeds"], out)
+
+
+TOPOLOGY_ORDER = ("v4:2x2x1", "v5e:4x4", "v5e:16x16", "v5p:2x2x4", "v5p:1x1x1")
+VARIANT_ORDER = ("lsm", "lsm_s", "lsm_light")
+
+
+def _pod_sorted(rows):
+    return sorted(rows, key=lambda r: (r["kind"] != "train", VARIANT_ORDER.index(r["variant"])
+                                       if r["variant"] in VARIANT_ORDER else 9,
+                                       TOPOLOGY_ORDER.index(r["topology"]) if r["topology"] in TOPOLOGY_ORDER else 9,
+                                       int(r["global_batch"]), int(r["image"])))
+
+
+def _estimate_ms(r) -> str:
+    x = num(r.get("cost_model_ms"))
+    return fmt(x) if x is not None and x > 0 else "–"
+
+
+def pod_plan(rows):
+    out = []
+    for r in _pod_sorted(rows):
+        ok = r["status"] == "ok"
+        mfu = num(r.get("mfu"))
+        note = r["reason"].replace("the TPU cost model gave no time estimate for this program", "no cost-model time")
+        out.append([r["kind"], r["variant"], r["topology"], r["global_batch"], fmt(r["batch_per_chip"]), r["image"],
+                    r["status"], fmt(r["total_gib"]) if ok else "–", fmt(r["hbm_gib"]) if ok else "–",
+                    fmt(r["headroom_gib"]) if ok else "–", fmt(r["gflops_per_chip"]) if ok else "–",
+                    r["compile_s"] and fmt(r["compile_s"]) or "–", _estimate_ms(r),
+                    fmt(r["images_per_s_per_chip"]) if _estimate_ms(r) != "–" else "–",
+                    f"{mfu * 100:.1f} %" if mfu and _estimate_ms(r) != "–" else "–", note])
+    return table(["kind", "variant", "topology", "batch", "batch/chip", "LR px", "status", "GiB/dev", "HBM GiB/dev",
+                  "headroom GiB", "GFLOP/step/chip", "compile, s (measured)", "**estimate:** cost-model step, ms",
+                  "**estimate:** img/s/chip", "**estimate:** MFU", "note"], out)
+
+
+def pod_summary(rows):
+    """The README's view: each variant's recipe-batch rows per topology, memory and the estimate apart."""
+    pick = [r for r in _pod_sorted(rows) if r["kind"] == "train" and r["status"] == "ok"
+            and (r["global_batch"] == "32" or (r["topology"] == "v5e:16x16" and r["global_batch"] == "256")
+                 or r["topology"] == "v5p:1x1x1")]
+    out = [[r["variant"], r["topology"], f"{r['global_batch']} ({fmt(r['batch_per_chip'])} per chip)",
+            f"{fmt(r['total_gib'])} of {fmt(r['hbm_gib'])}", _estimate_ms(r)] for r in pick]
+    return table(["variant", "topology", "global batch", "GiB per device (compiler)",
+                  "**estimate:** TPU cost-model step, ms"], out)
+
+
+TABLES: dict[str, Table] = {
+    "scan_cpu": Table("scan_cpu.csv", scan_cpu, lambda rows: where(rows, **SCAN_POINT) + where(rows, kind="memory")),
+    "scan_auto": Table("scan_cpu.csv", scan_auto, lambda rows: where(rows, kind="scan")),
+    "scan_model": Table("scan_model_cpu.csv", scan_model),
+    "vs_reference": Table("bench_vs_reference.csv", vs_reference, extra=("torch_version", "torch_threads")),
+    "data_loader": Table("bench_data.csv", data_loader, lambda rows: where(rows, benchmark="loader")),
+    "data_resize": Table("bench_data.csv", data_resize,
+                         lambda rows: [r for r in rows if r["benchmark"] in ("pillow", "imresize")]),
+    "data_records": Table("bench_data.csv", data_records,
+                          lambda rows: [r for r in rows if r["benchmark"] in ("breakdown", "footprint")]),
+    "inference_grid": Table("bench_inference_grid.csv", inference_grid),
+    "inference_memory": Table("bench_inference_grid.csv", inference_memory,
+                              lambda rows: where(rows, mode="whole", dtype="float32", ensemble="False")),
+    "inference_quality": Table("inference_quality.csv", inference_quality),
+    "inference_seams": Table("inference_quality.csv", inference_seams,
+                             lambda rows: [r for r in rows if num(r.get("band_excess_8bit")) is not None]),
+    "bench_inference": Table("bench_inference.csv", bench_inference, extra=("allocator",)),
+    "demo": Table("demo.csv", demo),
+    "anchors_authors_code": Table("outside_anchors.csv",
+                                  lambda rows: outside_anchors(where(rows, section="authors_code"))),
+    "anchors_floor": Table("outside_anchors.csv", lambda rows: outside_anchors(where(rows, section="floor"))),
+    "bench_folder": Table("bench_folder.csv", bench_folder),
+    "bench_train": Table("bench_train.csv", bench_train),
+    "compile_cache": Table("compile_cache.csv", compile_cache),
+    "study_first_results": Table("studies/first_results/report.csv", study_first_results),
+    "pod_plan": Table("pod_plan.csv", pod_plan),
+    "pod_summary": Table("pod_plan.csv", pod_summary),
+}
