@@ -17,7 +17,6 @@ before `lsm_jax.model.extent`, later ones run the exact zero-padded bucket.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_csv import write_rows  # noqa: E402
+from results_csv import append_rows  # noqa: E402
 
 
 def images(n: int, seed: int = 0):
@@ -119,11 +118,7 @@ def main(argv=None) -> int:
                    **(json.loads(line) if line else {"error": res.stderr.strip()[-300:]}))
         print(json.dumps(row), flush=True)
         rows.append(row)
-    old = []
-    if Path(args.csv).exists():
-        with open(args.csv, newline="") as fh:
-            old = list(csv.DictReader(fh))
-    path = write_rows(args.csv, old + rows)
+    path = append_rows(args.csv, rows)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

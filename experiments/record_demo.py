@@ -11,14 +11,13 @@ margin, steps, training and compile time) plus the machine, date and versions th
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_csv import write_rows  # noqa: E402
+from results_csv import append_rows  # noqa: E402
 
 FIELDS = ("steps", "set5_x2_psnr", "set5_x2_ssim", "bicubic_psnr", "bicubic_ssim", "margin_db",
           "train_minutes", "step_s", "compile_s", "wall_minutes")
@@ -37,12 +36,8 @@ def main(argv=None) -> int:
     missing = [k for k in FIELDS if k not in summary]
     if missing:
         raise SystemExit(f"record_demo: error: {args.summary} lacks {', '.join(missing)}")
-    rows = []
-    if args.csv.exists():
-        with args.csv.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    rows.append({**{k: summary[k] for k in FIELDS}, "note": args.note})
-    print(f"wrote {write_rows(args.csv, rows)}")
+    row = {**{k: summary[k] for k in FIELDS}, "note": args.note}
+    print(f"wrote {append_rows(args.csv, [row])}")
     return 0
 
 

@@ -86,3 +86,13 @@ def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | N
         writer.writerows(rows)
     tmp.replace(path)
     return path
+
+
+def append_rows(path: str | Path, rows: Sequence[dict]) -> Path:
+    """`write_rows` of the CSV's existing rows (kept as they are) followed by `rows`: one row per run
+    accumulates, for tables that show runs side by side (before/after a change)."""
+    old = []
+    if Path(path).exists():
+        with open(path, newline="") as fh:
+            old = list(csv.DictReader(fh))
+    return write_rows(path, old + list(rows))
