@@ -7,7 +7,8 @@ Images are crops of random sizes (40..160 LR pixels a side, fixed seed) of the r
 Each mode runs in a fresh process: `exact` (one compile per new shape), `buckets`, and `buckets` again
 with the cache the previous process filled (`buckets+warm cache`). Reported: first-image latency
 (compile included), the median latency of the other images, total time and the number of compiles
-(distinct input shapes the jitted forward saw).
+(distinct input shapes the jitted forward saw), and each mode's total time over the `exact` mode's
+of the same run (`total_over_exact`).
 
 New rows are appended under `--bucketing LABEL` (the rows already in the CSV are kept), so a change
 to how buckets work shows as a before/after pair: the first rows (reflect padding, inexact) came
@@ -116,6 +117,8 @@ def main(argv=None) -> int:
         line = next((ln for ln in reversed(res.stdout.splitlines()) if ln.startswith("{")), None)
         row = dict(mode=name, bucketing=args.bucketing,
                    **(json.loads(line) if line else {"error": res.stderr.strip()[-300:]}))
+        if rows and "total_s" in rows[0] and "total_s" in row:   # the baseline: exact shapes, this run
+            row["total_over_exact"] = round(row["total_s"] / rows[0]["total_s"], 3)
         print(json.dumps(row), flush=True)
         rows.append(row)
     path = append_rows(args.csv, rows)
