@@ -37,8 +37,8 @@ from results_csv import write_rows  # noqa: E402
 
 from lsm_jax.data import pipeline as data  # noqa: E402
 from lsm_jax.data.image_io import write_png  # noqa: E402
-from lsm_jax.data.make_dataset import make_dataset  # noqa: E402
-from lsm_jax.data.make_lr import make_lr_image  # noqa: E402
+from lsm_jax.data.record_writer import make_dataset  # noqa: E402
+from lsm_jax.data.lr_images import make_lr_image  # noqa: E402
 
 DIV2K_HW = (1356, 2040)
 SOURCES = ("paired", "hr_only", "records")

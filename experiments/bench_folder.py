@@ -53,10 +53,10 @@ def run_mode(checkpoint: str, n: int, buckets: bool, cache: str | None) -> dict:
     import jax
 
     if cache:
-        from lsm_jax import compile_cache
+        from lsm_jax.runtime import compile_cache
         compile_cache.configure(cache)
     from lsm_jax.inference.forward import Upscaler
-    from lsm_jax.inference.runner import InferenceOptions, build_upscale_fn
+    from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn
 
     up = Upscaler.from_checkpoint(checkpoint)
     shapes = set()

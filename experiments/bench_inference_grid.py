@@ -36,7 +36,7 @@ def run_point(p: dict) -> dict:
 
     from lsm_jax.inference.budget import parse_size
     from lsm_jax.inference.forward import Upscaler
-    from lsm_jax.inference.runner import InferenceOptions, build_upscale_fn
+    from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn
     from lsm_jax.model.network import LSM
     from lsm_jax.model.variants import network_config
 

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from bench_inference import CASES, MODEL_NAMES, _cost_flops, allocator, matmul_gflops  # noqa: E402
-from lsm_jax.inference.convert import convert_state_dict  # noqa: E402
+from lsm_jax.porting.checkpoint import convert_state_dict  # noqa: E402
 from lsm_jax.inference.forward import make_forward  # noqa: E402
 from lsm_jax.model.network import LSM  # noqa: E402
 from lsm_jax.model.variants import network_config  # noqa: E402

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from lsm_jax.evaluation.metrics import sr_scores  # noqa: E402
 from lsm_jax.evaluation.scoring import _load_pair, find_pairs  # noqa: E402
 from lsm_jax.inference.forward import Upscaler  # noqa: E402
-from lsm_jax.inference.runner import InferenceOptions, build_upscale_fn  # noqa: E402
+from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn  # noqa: E402
 from lsm_jax.inference.tiling import plan_axis  # noqa: E402
 
 

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from lsm_jax.training import plan_cli, pod_plan  # noqa: E402
+from lsm_jax import pod_plan as plan_cli  # noqa: E402
+from lsm_jax.pod import plan as pod_plan  # noqa: E402
 
 CONFIGS = {"lsm": "configs/lsm.py:x2_scratch", "lsm_s": "configs/lsm_s.py:x2_scratch",
            "lsm_light": "configs/lsm_light.py:x2_scratch"}

@@ -40,7 +40,7 @@ def demo_config(steps: int, overrides: list[str]):
     """The tiny config with the `--config.key=value` overrides, then `--steps` (which wins) applied."""
     config = load_tiny_config()
     if overrides:  # checked exactly as the train command checks them
-        from lsm_jax.training import cli
+        from lsm_jax import train as cli
         config, _ = cli.parse_args(["demo", f"--config={REPO}/configs/lsm_light.py:tiny", "--workdir=-",
                                     *overrides])
         config.eval.dirs = (str(SET5),)

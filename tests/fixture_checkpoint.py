@@ -41,7 +41,7 @@ def write_reference_files(directory: Path) -> tuple[Path, Path]:
 
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A converted checkpoint of the fixture's tiny x2 network (reference semantics)."""
-    from lsm_jax.inference.convert import convert
+    from lsm_jax.porting.checkpoint import convert
     root = tmp_path_factory.mktemp('tiny_ckpt')
     weights, options = write_reference_files(root / 'src')
     convert(weights, options, root / 'ckpt')

@@ -9,10 +9,11 @@ import yaml
 from flax import nnx
 
 from fixture_checkpoint import write_reference_files
-from lsm_jax.inference.arch_inference import (ArchitectureError, SHAPE_FIELDS, describe_mismatch,
+from lsm_jax.porting.architecture import (ArchitectureError, SHAPE_FIELDS, describe_mismatch,
                                               infer_network_config, official_match, reference_key,
                                               reference_shape)
-from lsm_jax.inference.convert import ConversionError, convert, convert_state_dict, main
+from lsm_jax.porting.checkpoint import ConversionError, convert, convert_state_dict
+from lsm_jax.convert import main
 from lsm_jax.model.network import LSM
 from lsm_jax.model.variants import network_config
 from lsm_jax.model.window_attention import relative_offsets, relative_position_index

@@ -15,8 +15,8 @@ from PIL import Image
 
 from lsm_jax.inference.buckets import bucket_side
 from lsm_jax.inference.forward import Upscaler
-from lsm_jax.inference.model_io import save_model
-from lsm_jax.inference.upscale import main as upscale_main
+from lsm_jax.model.saved import save_model
+from lsm_jax.upscale import main as upscale_main
 from lsm_jax.model.extent import Extent
 from lsm_jax.model.network import LSM
 from lsm_jax.model.variants import network_config

@@ -5,7 +5,7 @@ import jax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache as cc
 
-from lsm_jax import compile_cache
+from lsm_jax.runtime import compile_cache
 
 NAMES = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_persistent_cache_min_compile_time_secs")
 

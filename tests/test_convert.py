@@ -6,9 +6,10 @@ import yaml
 from flax import nnx
 
 from fixture_checkpoint import fixture_arrays, write_reference_files
-from lsm_jax.inference import convert as convert_mod
-from lsm_jax.inference.convert import ConversionError, convert, load_state_dict, main
-from lsm_jax.inference.model_io import load_model
+from lsm_jax.porting import checkpoint as convert_mod
+from lsm_jax.porting.checkpoint import ConversionError, convert, load_state_dict
+from lsm_jax.convert import main
+from lsm_jax.model.saved import load_model
 
 
 @pytest.fixture(scope='module')

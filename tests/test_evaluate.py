@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsm_jax.evaluation import evaluate, scoring
-from lsm_jax.data import make_lr
+from lsm_jax import evaluate
+from lsm_jax.evaluation import scoring
+from lsm_jax import make_lr
 from lsm_jax.data.image_io import read_rgb8, write_png
 
 SET5 = Path(__file__).parents[1] / "data" / "Set5"
@@ -28,7 +29,7 @@ def _small_benchmark(tmp_path, names=("bird", "butterfly"), scale=4, manga=False
 
 def test_cli_bicubic_set5_json(tmp_path, capsys):
     out = tmp_path / "res" / "set5.json"
-    evaluate.main(["--bicubic", "--data", str(SET5), "--scale", "4", "--json", str(out), "--no-progress"])
+    evaluate.run(["--bicubic", "--data", str(SET5), "--scale", "4", "--json", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert "| baby" in text and "Set5" in text and "Bicubic" in text
     res = json.loads(out.read_text())
@@ -82,21 +83,21 @@ def test_missing_and_mismatched_files_are_named(tmp_path):
     root = _small_benchmark(tmp_path)
     (root / "LR_bicubic" / "X4" / "birdx4.png").unlink()
     with pytest.raises(SystemExit, match=r"bird\.png: no LR"):
-        evaluate.main(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
+        evaluate.run(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
     write_png(root / "LR_bicubic" / "X4" / "birdx4.png", np.zeros((70, 72, 3), np.uint8))  # bird HR 288 -> 72
     with pytest.raises(SystemExit, match=r"birdx4\.png: LR 70x72 does not match HR bird\.png 288x288"):
-        evaluate.main(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
+        evaluate.run(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
     with pytest.raises(SystemExit, match=r"LR_bicubic: no X2 folder \(found: X4\)"):
-        evaluate.main(["--bicubic", "--data", str(root), "--scale", "2", "--no-progress"])
+        evaluate.run(["--bicubic", "--data", str(root), "--scale", "2", "--no-progress"])
     with pytest.raises(SystemExit, match="nowhere.*not a directory"):
-        evaluate.main(["--bicubic", "--data", str(tmp_path / "nowhere"), "--scale", "2"])
+        evaluate.run(["--bicubic", "--data", str(tmp_path / "nowhere"), "--scale", "2"])
 
 
 def test_corrupt_image_is_named(tmp_path):
     root = _small_benchmark(tmp_path)
     (root / "HR" / "butterfly.png").write_bytes(b"not a png at all")
     with pytest.raises(SystemExit, match=r"butterfly\.png: cannot decode"):
-        evaluate.main(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
+        evaluate.run(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
 
 
 @pytest.mark.parametrize("model,message", [
@@ -131,11 +132,11 @@ def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
     write_png(hr / "a.png", full[:24, :30])
     write_png(hr / "b.png", full[40:64, 50:80])   # same size: one compilation
     with pytest.raises(SystemExit, match=r"is a x2 model but --scale is 4"):
-        evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "4"])
+        evaluate.run(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "4"])
     with pytest.raises(SystemExit, match=r"absent: cannot load"):
-        evaluate.main(["--checkpoint", str(tmp_path / "absent"), "--data", str(tmp_path / "Tiny"),
+        evaluate.run(["--checkpoint", str(tmp_path / "absent"), "--data", str(tmp_path / "Tiny"),
                        "--scale", "2"])
-    res = evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "2",
+    res = evaluate.run(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "2",
                          "--no-progress", "--json", str(tmp_path / "r.json"), "--ensemble"])
     assert [im["name"] for im in res[0]["images"]] == ["a", "b"]
     assert all(np.isfinite(im["psnr"]) and 0 < im["ssim"] <= 1 for im in res[0]["images"])

@@ -18,10 +18,10 @@ from PIL import Image
 from fixture_checkpoint import fixture_arrays, write_reference_files
 from test_train import compilation_cache  # noqa: F401  (the CLI's compile of GRAY's shape is a cache hit)
 from lsm_jax.data.quantize import quantize
-from lsm_jax.inference.convert import ConversionError, convert
+from lsm_jax.porting.checkpoint import ConversionError, convert
 from lsm_jax.inference.forward import Upscaler
-from lsm_jax.inference.model_io import read_config
-from lsm_jax.inference.upscale import main as upscale_main
+from lsm_jax.model.saved import read_config
+from lsm_jax.upscale import main as upscale_main
 from lsm_jax.model.network import LSM, RGB_MEAN
 from lsm_jax.model.variants import network_config
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COMMAND_MODULES = ("lsm_jax.evaluation.evaluate", "lsm_jax.inference.upscale", "lsm_jax.inference.convert",
-                   "lsm_jax.data.make_lr", "lsm_jax.training.cli", "lsm_jax.demo")
+COMMAND_MODULES = ("lsm_jax.evaluate", "lsm_jax.inference.image_files", "lsm_jax.porting.checkpoint",
+                   "lsm_jax.data.lr_images", "lsm_jax.train", "lsm_jax.demo")
 
 
 def _modules_after(code: str) -> set[str]:

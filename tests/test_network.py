@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fixture_checkpoint import fixture_arrays, tiny_checkpoint
-from lsm_jax.inference.model_io import load_model
+from lsm_jax.model.saved import load_model
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 
@@ -115,7 +115,7 @@ def test_bad_scan_settings_fail_at_construction(checkpoint):
 
 
 def test_old_flat_scan_impl_still_loads():
-    from lsm_jax.inference.model_io import config_from_json, config_to_json
+    from lsm_jax.model.saved import config_from_json, config_to_json
     from lsm_jax.model.variants import network_config
     data = network_config('tiny', 2).to_dict()
     del data['scan']

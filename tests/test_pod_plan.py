@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from lsm_jax.training import plan_cli, pod_plan, sharding
+from lsm_jax import pod_plan as plan_cli
+from lsm_jax.pod import plan as pod_plan
+from lsm_jax.training import sharding
 from lsm_jax.training.state import abstract_like
 from lsm_jax.training.step import build
 from test_train import micro_config

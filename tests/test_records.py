@@ -7,7 +7,8 @@ import pytest
 
 from lsm_jax.data import pipeline as data
 from lsm_jax.data.image_io import read_rgb8, write_png
-from lsm_jax.data.make_dataset import main, make_dataset
+from lsm_jax.data.record_writer import make_dataset
+from lsm_jax.make_dataset import main
 from lsm_jax.data.record_format import subimage_hash
 from lsm_jax.data.records import RecordsFolder, RecordsSource
 from lsm_jax.data.subimages import axis_windows, unit_of, usable_size, window_reachable
@@ -73,7 +74,7 @@ def test_round_trip_positions_lr_alignment_and_index(src_dir, rec_dir):
 
 def test_made_lr_is_the_whole_image_bicubic(src_dir, tmp_path):
     """Without --lr the LR is make_lr's whole-image bicubic, cut: the same records as from make_lr files."""
-    from lsm_jax.data.make_lr import make_lr_image
+    from lsm_jax.data.lr_images import make_lr_image
 
     hr_dir = tmp_path / "HR"
     for name in ("0000.png", "0003.png"):

@@ -184,8 +184,8 @@ def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilat
     assert result["resumed_from"] == 2 and result["metrics"]["bench/psnr"] == own_psnr[runs[1].directory]
     # Not only a copy of train_info.json: the exported final weights, scored afresh by the evaluate
     # command on the same folder, give the run's PSNR and SSIM.
-    from lsm_jax.evaluation import evaluate
-    fresh = evaluate.main(["--checkpoint", str(runs[1].directory / "export/latest"), "--data", spec["data"][0],
+    from lsm_jax import evaluate
+    fresh = evaluate.run(["--checkpoint", str(runs[1].directory / "export/latest"), "--data", spec["data"][0],
                            "--scale", "2", "--no-progress", "--no-cache"])[0]
     assert fresh["dataset"] == "bench" and len(fresh["images"]) == 2
     assert result["metrics"]["bench/psnr"] == pytest.approx(fresh["psnr"], abs=1e-6)
@@ -319,7 +319,7 @@ def test_gamma_modes_and_bounded_sqrt():
 
 
 def test_command_line_typo_is_one_line_naming_the_flag(tmp_path, capsys):
-    from lsm_jax.studies.cli import main
+    from lsm_jax.study import main
     code = main(["--config", TINY, "--workdir", str(tmp_path / "s"), "--sweep", "model.rmin=0.4,0.9",
                  "--sweep", "model.max_phse=1.571"])
     err = capsys.readouterr().err.splitlines()

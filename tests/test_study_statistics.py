@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lsm_jax.studies import cli, report, runner
+from lsm_jax import study as cli
+from lsm_jax.studies import report, runner
 from lsm_jax.studies import statistics as st
 from lsm_jax.studies.sweep import Sweep
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lsm_jax.inference import budget, buckets, ensemble, tiling
-from lsm_jax.inference.runner import InferenceOptions, TiledRunner
+from lsm_jax.inference.strategy import InferenceOptions, TiledRunner
 from lsm_jax.model.variants import network_config
 
 

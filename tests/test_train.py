@@ -24,8 +24,9 @@ import pytest
 from flax import nnx
 
 from lsm_jax.training import checkpointing
-from lsm_jax.training import cli, finetune, loop, step as train_step
-from lsm_jax.inference.model_io import load_model
+from lsm_jax import train as cli
+from lsm_jax.training import finetune, loop, step as train_step
+from lsm_jax.model.saved import load_model
 from lsm_jax.model.network import LSM
 from lsm_jax.training.state import merge_pretrained, split_model
 

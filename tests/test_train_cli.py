@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lsm_jax.training import cli, loop
+from lsm_jax import train as cli
+from lsm_jax.training import loop
 
 REPO = Path(__file__).resolve().parents[1]
 LIGHT = str(REPO / "configs/lsm_light.py")

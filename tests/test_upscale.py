@@ -18,8 +18,9 @@ from lsm_jax.data.image_io import ImageFileError, read_image
 from lsm_jax.data.quantize import quantize
 from lsm_jax.evaluation.metrics import quantize as metrics_quantize
 from test_train import compilation_cache  # noqa: F401  (each real-model run compiles one program once)
-from lsm_jax.inference import upscale
-from lsm_jax.inference.upscale import main, resize_alpha, upscale_file, upscale_paths
+from lsm_jax import upscale
+from lsm_jax.upscale import main
+from lsm_jax.inference.image_files import resize_alpha, upscale_file, upscale_paths
 
 S = 2
 

@@ -1,7 +1,6 @@
-"""Images in and out, MATLAB-compatible bicubic, LR folders (`make_lr`) and the grain training pipeline.
+"""Images in and out, MATLAB-compatible bicubic, LR folders and the grain training pipeline.
 
-Import the submodule you need: `lsm_jax.data.config` (the data config, no grain), `image_io` (listing,
-reading, PNG writing), `quantize` (float -> integer samples, the one rule), `imresize`, `pipeline`
-(grain), `make_lr` (the command),
-`make_dataset` (sub-images in ArrayRecord shards: the command), `records` (the 'records' source),
-`record_format`, `subimages`."""
+Import the submodule you need: `defaults` (the data config, no grain), `image_io` (listing, reading, PNG
+writing), `quantize` (float -> integer samples, the one rule), `imresize`, `lr_images` (LR folders),
+`pipeline` (grain), `sources`, `records` (the 'records' source), `record_writer` (sub-images in ArrayRecord
+shards), `record_format`, `subimages`. The commands are `lsm_jax.make_lr` and `lsm_jax.make_dataset`."""

@@ -26,7 +26,7 @@ import grain
 import ml_collections
 import numpy as np
 
-from lsm_jax.data.config import SOURCES as _SOURCES, default_data_config  # noqa: F401
+from lsm_jax.data.defaults import SOURCES as _SOURCES, default_data_config  # noqa: F401
 from lsm_jax.data.image_io import ImageFileError, check_images, image_size, list_images
 from lsm_jax.data.records import RecordsSource
 from lsm_jax.data.sources import (EMBEDDED_NAMES, EmbeddedSource, EnlargedSource, HrFolderSource,  # noqa: F401

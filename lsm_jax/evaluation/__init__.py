@@ -1,2 +1,2 @@
-"""Scoring by the SR community protocol: `metrics` (PSNR/SSIM on Y), `scoring` (benchmark folders),
-`evaluate` (the command)."""
+"""Scoring by the SR community protocol: `metrics` (PSNR/SSIM on Y) and `scoring` (benchmark folders).
+The command is `lsm_jax.evaluate`."""

@@ -3,7 +3,7 @@
 Each folder holds ``HR/`` and ``LR_bicubic/X{S}/`` with ``{name}x{S}.png`` (or Manga109's
 ``{name}_LRBI_x{S}.png``). A folder without ``LR_bicubic/X{S}`` (or a plain folder of images) gets
 its LR made on the fly with MATLAB-compatible bicubic. Each LR must be exactly HR // S; the HR is
-cropped to LR·S before scoring (the protocol's modcrop). The command is `lsm_jax.evaluation.evaluate`;
+cropped to LR·S before scoring (the protocol's modcrop). The command is `lsm_jax.evaluate`;
 training validation uses the same functions.
 """
 

@@ -1,4 +1,4 @@
-"""Few compiled shapes for many image sizes: bucket shapes (the compile cache: `lsm_jax.compile_cache`).
+"""Few compiled shapes for many image sizes: bucket shapes (the compile cache: `lsm_jax.runtime.compile_cache`).
 
 A jitted forward compiles once per input shape (about 1 s for a tiny model on CPU, tens of seconds
 for LSM). `bucketed` runs each image inside the next bucket shape (sides that are multiples of the

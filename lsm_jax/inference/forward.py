@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lsm_jax.inference.model_io import load_model
+from lsm_jax.model.saved import load_model
 from lsm_jax.model.extent import Extent
 from lsm_jax.model.network import LSM
 
@@ -47,7 +47,7 @@ class Upscaler:
 
     @classmethod
     def from_checkpoint(cls, directory: str | os.PathLike, **overrides) -> 'Upscaler':
-        """Load an inference checkpoint directory (see `lsm_jax.model_io`); `overrides` replace
+        """Load an inference checkpoint directory (see `lsm_jax.model.saved`); `overrides` replace
         config fields, e.g. `dtype='bfloat16'`."""
         model, cfg = load_model(directory, **overrides)
         return cls(model, cfg)

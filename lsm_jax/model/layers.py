@@ -5,7 +5,7 @@ Axis legend used in shape comments throughout the package:
   C embed_dim, Hd MLP hidden width, T prototypes (num_tokens), N LRU states (d_state).
 
 Parameters carry *logical* axis names in their `out_sharding` metadata (never mesh axes): the
-training code maps them onto a device mesh through one table of rules (`lsm_jax.sharding`).
+training code maps them onto a device mesh through one table of rules (`lsm_jax.training.sharding`).
 Logical names: 'embed' (C), 'mlp' (expanded widths: MLP hidden, qkv), 'prototypes' (T),
 'state' (N), 'conv_spatial' (3×3 kernel taps), 'feat' (upsampler features), None (small vectors).
 

@@ -86,7 +86,7 @@ class LRUCore(nnx.Module):
                  mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, scan,
                  debug: dict | None = None) -> jax.Array:
         """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C). `scan`: a
-        `lsm_jax.scan.config.ScanSpec` (strategy and options of the recurrence)."""
+        `lsm_jax.scan.spec.ScanSpec` (strategy and options of the recurrence)."""
         us32 = us.astype(jnp.float32)
         gamma = self.input_gamma()
         bu_re = jnp.dot(us32, (gamma[:, None] * self.B_re[...]).T)       # (B, L, N)

@@ -20,7 +20,7 @@ from lsm_jax.model.extent import Extent, zero_outside
 from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
 from lsm_jax.model.semantics import Semantics, resolve_semantics
 from lsm_jax.model.smu import SemanticLRU
-from lsm_jax.scan.config import ScanSpec, scan_spec
+from lsm_jax.scan.spec import ScanSpec, scan_spec
 from lsm_jax.model.window_attention import WindowAttention, is_shifted
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)   # subtracted from RGB inputs; gray (1-channel) models use 0

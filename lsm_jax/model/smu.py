@@ -20,7 +20,7 @@ from lsm_jax.model.extent import Extent, zero_outside
 from lsm_jax.model.layers import Conv, DepthwiseConv3x3, Linear, param
 from lsm_jax.model.lru import LRUCore
 from lsm_jax.model.semantics import Semantics
-from lsm_jax.scan.config import ScanSpec
+from lsm_jax.scan.spec import ScanSpec
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:

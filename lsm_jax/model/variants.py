@@ -9,7 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from lsm_jax.model.semantics import SEMANTICS, Semantics, resolve_semantics  # noqa: F401  (re-exported)
-from lsm_jax.scan.config import scan_config
+from lsm_jax.scan.spec import scan_config
 
 ARCHS = ("LSM", "LSM_light")
 VARIANTS = ("lsm", "lsm_s", "lsm_light", "tiny")

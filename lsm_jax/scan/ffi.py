@@ -75,7 +75,7 @@ class KernelUnavailable(RuntimeError):
 
 def kernel_dir() -> Path:
     """<$XDG_CACHE_HOME or ~/.cache>/lsm-jax/kernels."""
-    from lsm_jax.compile_cache import user_cache_dir
+    from lsm_jax.runtime.compile_cache import user_cache_dir
     return user_cache_dir() / "kernels"
 
 

@@ -1,2 +1,3 @@
-"""The study lab: sweeps of training runs with seeds (`runner`, `sweep`), their table (`report`),
-and pictures of what the LRU learned (`eigen`, `states`). The command is `lsm_jax.studies.cli`."""
+"""The study lab: sweeps of training runs with seeds (`runner`, `sweep`), their table and statistics
+(`report`, `statistics`), and pictures of what the LRU learned (`eigen`, `states`). The command is
+`lsm_jax.study`."""

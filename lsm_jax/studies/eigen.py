@@ -212,7 +212,7 @@ def plot_effective(blocks: list[dict], names: list[str], image_name: str, path: 
 def make_figures(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, image: str | None = None,
                  init_only: bool = False, seed: int | None = None) -> list[str]:
     """Writes the figures of a checkpoint or training workdir; returns report lines ('wrote PATH', notes)."""
-    from lsm_jax.inference.model_io import load_model
+    from lsm_jax.model.saved import load_model
 
     model_dir, workdir = resolve_checkpoint(checkpoint)
     model, cfg = load_model(model_dir)

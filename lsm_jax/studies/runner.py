@@ -193,7 +193,7 @@ def run_study(spec: dict[str, Any], sweep: Sweep, workdir: str | os.PathLike, *,
 
     `train(config, workdir) -> summary` defaults to `lsm_jax.training.loop.train_and_evaluate`.
     """
-    from lsm_jax import compile_cache
+    from lsm_jax.runtime import compile_cache
     from lsm_jax.training import loop
     train = train or loop.train_and_evaluate
     workdir = Path(workdir).absolute()

@@ -46,7 +46,7 @@ def carry_lengths(mod: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
 def make_figures(checkpoint: str | os.PathLike, image: str, block: int = 0,
                  out: str | os.PathLike | None = None) -> list[str]:
     """Writes the two figures for block `block` (0 = the first CML block); returns report lines."""
-    from lsm_jax.inference.model_io import load_model
+    from lsm_jax.model.saved import load_model
     from flax import nnx
 
     model_dir, workdir = resolve_checkpoint(checkpoint)

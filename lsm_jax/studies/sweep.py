@@ -5,7 +5,7 @@
     --sweep 'model.depth=(2, 2),(4, 4)'                                  commas inside () [] stay
 
 Values are parsed against the config field's type by the train command's own parser
-(`lsm_jax.training.cli.parse_args`), so `--sweep model.rmni=...` or `--sweep model.rmin=abc` fails at
+(`lsm_jax.train.parse_args`), so `--sweep model.rmni=...` or `--sweep model.rmin=abc` fails at
 once with a one-line error naming the flag.
 """
 
@@ -136,7 +136,7 @@ def override_flags(overrides) -> list[str]:
 
 def load_config(config_arg: str, overrides=()) -> ml_collections.ConfigDict:
     """The training config of `FILE:ARG` with `overrides`, parsed exactly as `lsm_jax.train` does."""
-    from lsm_jax.training import cli
+    from lsm_jax import train as cli
     config, _ = cli.parse_args(["study", f"--config={config_arg}", "--workdir=-", *override_flags(overrides)])
     return config
 

@@ -4,7 +4,7 @@ A workdir holds:
 
     checkpoints/<step>/state   the TrainState (params, EMA, optimizer state, step, RNG), sharded
     checkpoints/<step>/data    each process's data iterator state (process_<i>-of-<n>.json)
-    export/latest, export/best the EMA weights in `lsm_jax.model_io` format (config.json + params/)
+    export/latest, export/best the EMA weights in `lsm_jax.model.saved` format (config.json + params/)
 
 Orbax writes every checkpoint into a temporary directory and renames it into place once all of it
 is on disk, so a kill during a save leaves the previous checkpoint untouched, and the partial
@@ -31,7 +31,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
-from lsm_jax.inference import model_io
+from lsm_jax.model import saved as model_io
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lsm_jax.inference.model_io import load_model
+from lsm_jax.model.saved import load_model
 from lsm_jax.training import checkpointing, sharding
 from lsm_jax.training.distributed import replicated_host
 from lsm_jax.training.state import TrainState, merge_pretrained

@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lsm_jax import compile_cache
+from lsm_jax.runtime import compile_cache
 from lsm_jax.training import checkpointing, reporting, sharding, throughput, validation
 from lsm_jax.training.distributed import StopSignal, initialize_distributed, replicated_host
 from lsm_jax.training.finetune import load_pretrained

@@ -10,7 +10,7 @@ from typing import Any
 
 import ml_collections
 
-from lsm_jax.data.config import default_data_config
+from lsm_jax.data.defaults import default_data_config
 from lsm_jax.training.axis_rules import DEFAULT_RULES
 from lsm_jax.model.variants import network_config
 
@@ -37,7 +37,7 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
     c.variant = variant
     c.recipe = ""
     c.seed = 10                       # the authors' manual_seed
-    # Network (lsm_jax.variants): semantics 'paper' (default) or 'reference' (reproduce the
+    # Network (lsm_jax.model.variants): semantics 'paper' (default) or 'reference' (reproduce the
     # authors' code, spec §10); dtype 'float32' or 'bfloat16' (compute; params stay float32);
     # remat=True rematerialises each block in the backward pass.
     c.model = network_config(variant, scale)
@@ -80,7 +80,7 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
         constrain_activations=True))  # pin the network's named activations to the rules' layout
     # Persistent XLA compilation cache: 'auto' = JAX's own setting if one is made (e.g. the
     # JAX_COMPILATION_CACHE_DIR variable), else $LSM_JAX_CACHE_DIR or <user cache>/lsm-jax/jax
-    # (lsm_jax.compile_cache); '' turns it off.
+    # (lsm_jax.runtime.compile_cache); '' turns it off.
     c.compile_cache_dir = "auto"
     # Profiling: a jax.profiler trace of num_steps steps from start_step into <workdir>/profile
     # (TensorBoard's profile tab); start_step < 0 turns it off.

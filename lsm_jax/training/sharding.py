@@ -1,7 +1,7 @@
 """The device mesh and the one table of rules that places parameters and batches on it.
 
 The network names only *logical* axes on its parameters ('embed', 'mlp', ...; see
-`lsm_jax.layers`). A rule table maps each logical name onto mesh axes:
+`lsm_jax.model.layers`). A rule table maps each logical name onto mesh axes:
 
     mesh axes   data × fsdp × model
     batch       → (data, fsdp)      every example lives on exactly one (data, fsdp) slot

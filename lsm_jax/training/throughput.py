@@ -2,7 +2,7 @@
 
 `Meter` reads the FLOPs of one step from the compiled program (`cost_analysis` of the per-device
 SPMD program, times the device count) and the devices' peak from the chip table
-(`lsm_jax.training.chips`); MFU = achieved FLOP/s per device / peak bf16 FLOP/s per device (not
+(`lsm_jax.runtime.chips`); MFU = achieved FLOP/s per device / peak bf16 FLOP/s per device (not
 reported on devices the table does not know, such as CPUs). With `model.remat` the compiled FLOPs
 include the recomputation, so the figure is then the hardware-FLOPs utilisation.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import jax
 
-from lsm_jax.training import chips
+from lsm_jax.runtime import chips
 
 log = logging.getLogger("lsm_jax.train")
 

@@ -1,5 +1,5 @@
-"""Cut HR images (and their LR copies) into sub-images stored in ArrayRecord shards:
-``python -m lsm_jax.make_dataset --hr DIR [--lr DIR | --scales 2,3,4] --out DIR [--crop 480 --step 240]``.
+"""Cut HR images (and their LR copies) into sub-images stored in ArrayRecord shards (the command is
+`lsm_jax.make_dataset`).
 
 Sub-images lie as in BasicSR's ``extract_subimages`` (see :mod:`lsm_jax.data.subimages`); their pixels are
 stored once, as tiles (:mod:`lsm_jax.data.record_format`), with the LR tiles of every scale. LR comes from
@@ -14,7 +14,6 @@ each, skipped, and listed again at the end (exit status 1).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing
@@ -31,7 +30,7 @@ from lsm_jax.data.record_format import (CODECS, FORMAT, INDEX_NAME, encode_tile,
                                         subimage_hash, write_json_atomic)
 from lsm_jax.data.subimages import axis_windows, check_settings, tile_bounds, unit_of, usable_size
 
-__all__ = ["image_records", "make_dataset", "main"]
+__all__ = ["image_records",  "make_dataset"]
 
 _PLAN = "plan.json"
 _PARTS = "parts"
@@ -43,7 +42,7 @@ def _load_lr(hr: np.ndarray, hr_path: str, lr_paths: dict[int, str] | None, scal
     for s in scales:
         want = (hr.shape[0] // s, hr.shape[1] // s)
         if lr_paths is None:
-            from lsm_jax.data.make_lr import make_lr_image  # JAX: only for made LR
+            from lsm_jax.data.lr_images import make_lr_image  # JAX: only for made LR
 
             lr = make_lr_image(hr, s)
         else:
@@ -236,51 +235,9 @@ def _write_index(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
     return index
 
 
-def _source_bytes(hr_dir: str, lr_dir, scales) -> int:
+def source_bytes(hr_dir: str, lr_dir, scales) -> int:
     total = sum(p.stat().st_size for p in list_images(hr_dir))
     if lr_dir is not None:
         for s in scales:
             total += sum(p.stat().st_size for p in list_images(str(lr_dir).replace("{scale}", str(s))))
     return total
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    ap = argparse.ArgumentParser(prog="python -m lsm_jax.make_dataset", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hr", required=True, help="folder of HR images")
-    ap.add_argument("--lr", help="folder of pre-made LR images; '{scale}' is replaced, e.g. DIV2K_LR/X{scale} "
-                    "(default: MATLAB bicubic of each whole HR image)")
-    ap.add_argument("--lr-tmpl", default="{}x{scale}", help="LR stem from the HR stem (default '{}x{scale}')")
-    ap.add_argument("--scales", default="2,3,4", help="comma-separated LR scales to store (default 2,3,4)")
-    ap.add_argument("--out", required=True, help="output records folder")
-    ap.add_argument("--crop", type=int, default=480, help="sub-image side in HR pixels (default 480)")
-    ap.add_argument("--step", type=int, default=240, help="distance between sub-images (default 240); training "
-                    "gt_size may be at most crop - step")
-    ap.add_argument("--shards", type=int, default=None, help="number of shards (default: ~50 images each)")
-    ap.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
-    ap.add_argument("--codec", default="up-zstd", choices=sorted(CODECS), help="tile storage (default up-zstd)")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
-    try:
-        scales = [int(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"make_dataset: --scales {args.scales!r}: expected integers like 2,3,4") from None
-    try:
-        index = make_dataset(args.hr, args.out, scales=scales, lr_dir=args.lr, lr_tmpl=args.lr_tmpl,
-                             crop=args.crop, step=args.step, shards=args.shards, jobs=args.jobs,
-                             codec=args.codec, progress=not args.no_progress)
-    except (ImageFileError, ValueError) as e:
-        raise SystemExit(f"make_dataset: {e}") from None
-    size = sum(s["bytes"] for s in index["shards"])
-    src = _source_bytes(args.hr, args.lr, index["scales"])
-    print(f"wrote {index['num_subimages']} sub-images of {index['num_images']} images in {len(index['shards'])} "
-          f"shards to {args.out}: {size / 2**20:.1f} MiB ({size / src:.2f}x the source files); "
-          f"training gt_size up to {args.crop - args.step}")
-    if index["bad"]:
-        for m in index["bad"]:
-            print(f"  bad file: {m}", file=sys.stderr)
-        raise SystemExit(f"make_dataset: {len(index['bad'])} file(s) skipped (listed above)")
-
-
-if __name__ == "__main__":
-    main()

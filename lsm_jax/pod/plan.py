@@ -29,7 +29,8 @@ import ml_collections
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lsm_jax.training import chips, sharding, throughput
+from lsm_jax.runtime import chips
+from lsm_jax.training import sharding, throughput
 from lsm_jax.training.state import abstract_like
 
 LIBTPU_HINT = ("pod_plan needs the libtpu package to compile for TPU topologies on this machine: "
