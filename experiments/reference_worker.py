@@ -11,7 +11,7 @@ Nothing of the authors' code is copied here: their architecture files are import
 They import a few packages only for training utilities (cv2, matplotlib, torchvision, timm, jax);
 small stand-ins are put in `sys.modules` for those, so only torch, numpy and einops are needed.
 The released `lsm_arch.py` (LSM, LSM-S) cannot be constructed: its ResidualGroup takes no
-`split_size` and never forwards `d_state`. As the architecture notes decide (docs/architecture.md),
+`split_size` and never forwards `d_state`. As the architecture notes decide (docs/spec.md),
 its ResidualGroup is replaced by the one of `lsm_light_arch.py` (which has that fix; the blocks are
 otherwise the same), with `d_state` bound; the rest of `lsm_arch.py` (its upsampler) is kept.
 """
