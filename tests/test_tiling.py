@@ -47,6 +47,17 @@ def test_plan_and_weights_partition_unity(length, tile, overlap, align, scale):
     np.testing.assert_allclose(w2.sum(axis=(0, 1)), 1.0, atol=1e-12)
 
 
+def test_tiles_smaller_than_the_overlap_still_cover_every_pixel():
+    """`--tile 6` with the default 16-pixel overlap: the plan clamps the overlap, and the weights must too."""
+    plan = tiling.plan_axis(13, 8, 16, 8)
+    w = tiling.axis_weights(plan, 2, 16)
+    np.testing.assert_allclose(w.sum(axis=0), 1.0, atol=1e-12)
+    lr = np.random.default_rng(1).random((13, 10, 3), dtype=np.float32)
+    out = tiling.tiled(conv_toy, 2, tile=8, overlap=16, align=8)(lr)
+    assert out.shape == (26, 20, 3) and np.isfinite(out).all()
+    assert np.abs(out - conv_toy(lr)).max() < 0.05   # tiles this small lack context: close, not equal
+
+
 def test_tiled_equals_whole_image_for_a_local_model():
     lr = np.random.default_rng(0).random((53, 41, 3), dtype=np.float32)
     seen = []

@@ -5,7 +5,8 @@
 - :func:`read_rgb8` is the **protocol** view, for evaluation, training and ``make_lr``: uint8 RGB
   (H, W, 3). Gray is replicated, alpha dropped, 16-bit samples scaled by round(v / 257).
 - :func:`read_image` is the **full-fidelity** view, for ``upscale``: float32 RGB plus alpha, bit
-  depth and gray-ness, so the result can be written back in kind.
+  depth and gray-ness, so the result can be written back in kind. :func:`image_from_array` and
+  :func:`image_from_pillow` give the same view of in-memory images (the Python API).
 - :func:`write_png` writes uint8/uint16 gray, gray+alpha, RGB or RGBA PNGs atomically.
 
 Both views share one decoder. EXIF orientation is applied there, for every caller: phone photos
@@ -31,10 +32,8 @@ from PIL import Image, UnidentifiedImageError
 
 from lsm_jax.data.quantize import quantize
 
-__all__ = [
-    "IMAGE_EXTENSIONS", "ImageFileError", "LoadedImage", "list_images", "read_rgb8", "read_image",
-    "image_size", "check_images", "write_png",
-]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFileError", "LoadedImage", "list_images", "read_rgb8", "read_image",
+           "image_from_array", "image_from_pillow", "image_size", "check_images", "write_png"]
 
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -77,7 +76,6 @@ class _Pixels(NamedTuple):
     gray_hint: bool
 
 
-# ---------------------------------------------------------------------------------------------
 # Listing
 
 
@@ -97,7 +95,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-# ---------------------------------------------------------------------------------------------
 # The two views
 
 
@@ -130,6 +127,10 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     px = _decode(path)
     if 0 in px.data.shape[:2]:
         raise ImageFileError(path, f"empty image {px.data.shape[:2]}")
+    return _loaded(px)
+
+
+def _loaded(px: _Pixels) -> LoadedImage:
     x = px.data.astype(np.float32) / np.float32(px.maxval)
     if np.issubdtype(px.data.dtype, np.floating):
         x = np.clip(np.nan_to_num(x), 0.0, 1.0)
@@ -138,6 +139,33 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     rgb = np.repeat(x[..., :1], 3, axis=2) if c <= 2 else np.ascontiguousarray(x[..., :3])
     bit_depth = 8 if px.data.dtype == np.uint8 else 16
     return LoadedImage(rgb, alpha, bit_depth, c <= 2 or px.gray_hint)
+
+
+def image_from_array(samples: np.ndarray) -> LoadedImage:
+    """An in-memory (H, W) or (H, W, C) image (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as `read_image` gives
+    a file: uint8 is 0-255, uint16 0-65535, floats [0, 1]; other dtypes are a ValueError."""
+    a = np.asarray(samples)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or 0 in a.shape[:2]:
+        raise ValueError(f"expected an (H, W) or (H, W, C) image with C in 1..4, got shape {np.shape(samples)}")
+    if a.dtype == np.uint8:
+        maxval = 255.0
+    elif a.dtype == np.uint16:
+        maxval = 65535.0
+    elif np.issubdtype(a.dtype, np.floating):
+        a, maxval = a.astype(np.float32), 1.0
+    else:
+        raise ValueError(f"a {a.dtype} array: pass uint8 or uint16 samples, or floats in [0, 1]")
+    return _loaded(_Pixels(a, maxval, False))
+
+
+def image_from_pillow(im: Image.Image) -> LoadedImage:
+    """A PIL image as `read_image` would decode its file (modes, palettes, colour keys, EXIF rotation)."""
+    px = _pixels_of_pillow(im)
+    if 0 in px.data.shape[:2]:
+        raise ValueError(f"empty image {px.data.shape[:2]}")
+    return _loaded(px)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -168,7 +196,6 @@ def check_images(paths: Iterable[str | os.PathLike], threads: int = 8) -> dict[s
         return {p: m for p, m in zip(paths, ex.map(one, paths)) if m is not None}
 
 
-# ---------------------------------------------------------------------------------------------
 # The decoder
 
 
@@ -236,28 +263,32 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
 
 def _read_with_pillow(path: Path) -> _Pixels:
     with Image.open(path) as im:
-        orientation = _orientation(im)
-        im.load()
-        mode = im.mode
-        transparency = im.info.get("transparency")
-        gray_hint = False
-        if mode == "1":
-            im = im.convert("L")
-        elif mode in ("La", "PA"):
-            im = im.convert("LA" if mode == "La" else "RGBA")
-        elif mode == "RGBa":
-            im = im.convert("RGBA")
-        elif mode == "P":
-            im = im.convert("RGBA" if transparency is not None else "RGB")
-            # A palette of grays (common in scanned documents) should come back gray.
-            arr = np.asarray(im)
-            gray_hint = bool(np.all(arr[..., 0:1] == arr[..., 1:3]))
-        elif mode in ("L", "RGB") and transparency is not None and not isinstance(transparency, bytes):
-            im = im.convert("LA" if mode == "L" else "RGBA")  # tRNS colour key -> real alpha
-        elif mode not in ("L", "LA", "RGB", "RGBA", "F", "I") and not mode.startswith("I;16"):
-            im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
-        arr = np.array(im)  # a copy: callers may write into it
-        mode = im.mode
+        return _pixels_of_pillow(im)
+
+
+def _pixels_of_pillow(im: Image.Image) -> _Pixels:
+    orientation = _orientation(im)
+    im.load()
+    mode = im.mode
+    transparency = im.info.get("transparency")
+    gray_hint = False
+    if mode == "1":
+        im = im.convert("L")
+    elif mode in ("La", "PA"):
+        im = im.convert("LA" if mode == "La" else "RGBA")
+    elif mode == "RGBa":
+        im = im.convert("RGBA")
+    elif mode == "P":
+        im = im.convert("RGBA" if transparency is not None else "RGB")
+        # A palette of grays (common in scanned documents) should come back gray.
+        arr = np.asarray(im)
+        gray_hint = bool(np.all(arr[..., 0:1] == arr[..., 1:3]))
+    elif mode in ("L", "RGB") and transparency is not None and not isinstance(transparency, bytes):
+        im = im.convert("LA" if mode == "L" else "RGBA")  # tRNS colour key -> real alpha
+    elif mode not in ("L", "LA", "RGB", "RGBA", "F", "I") and not mode.startswith("I;16"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    arr = np.array(im)  # a copy: callers may write into it
+    mode = im.mode
     if mode.startswith("I;16"):
         arr, maxval = arr.astype(np.uint16), 65535.0
     elif mode == "I":
@@ -339,7 +370,6 @@ def _read_deep_tiff(path: Path) -> _Pixels:
     return _Pixels(_orient(arr, orientation if 1 <= orientation <= 8 else 1), maxval, False)
 
 
-# ---------------------------------------------------------------------------------------------
 # Writing
 
 

@@ -22,14 +22,7 @@ from lsm_jax.data.image_io import (
 from lsm_jax.data.imresize import imresize
 from lsm_jax.data.quantize import quantize
 
-__all__ = [
-    "UpscaleFn", 
-    "output_name", 
-    "resize_alpha", 
-    "tiled", 
-    "upscale_file", 
-    "upscale_image", 
-    "upscale_paths"]
+__all__ = ["UpscaleFn", "output_name", "resize_alpha", "tiled", "upscale_file", "upscale_image", "upscale_paths"]
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 
@@ -55,8 +48,10 @@ def resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
     return out
 
 
-def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int, channels: int = 3) -> np.ndarray:
-    """Run ``upscale_fn`` on ``img`` and return the pixels to write (uint8/uint16, (sH, sW, C)).
+def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int, channels: int = 3,
+                  as_float: bool = False) -> np.ndarray:
+    """Run ``upscale_fn`` on ``img`` and return the pixels to write (uint8/uint16, (sH, sW, C)), or with
+    ``as_float`` the same image before rounding: float32 in [0, 1].
 
     C is 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), following the source. A gray source is
     fed to the network as R = G = B, and the three output channels are averaged back to one. The
@@ -74,10 +69,10 @@ def upscale_image(img: LoadedImage, upscale_fn: UpscaleFn, scale: int, channels:
     if sr.shape != (h * scale, w * scale, channels):
         raise ValueError(f"the model returned shape {sr.shape}, expected {(h * scale, w * scale, channels)}")
     color = sr.mean(axis=2, dtype=np.float64, keepdims=True) if img.was_gray else sr
-    planes = [quantize(color, img.bit_depth)]
-    if img.alpha is not None:
-        planes.append(quantize(resize_alpha(img.alpha, scale)[..., None], img.bit_depth))
-    return np.concatenate(planes, axis=2)
+    planes = [color] if img.alpha is None else [color, resize_alpha(img.alpha, scale)[..., None]]
+    if as_float:
+        return np.concatenate([np.clip(p, 0.0, 1.0).astype(np.float32) for p in planes], axis=2)
+    return np.concatenate([quantize(p, img.bit_depth) for p in planes], axis=2)
 
 
 def upscale_file(

@@ -72,6 +72,7 @@ def axis_weights(plan: AxisPlan, scale: int, overlap: int, margin: int | None = 
     A tile's raw weight at an output pixel rises as a raised cosine from 0 at `margin` LR pixels from
     its nearest inner edge to 1 at `overlap - margin`; image borders are not inner edges.
     """
+    overlap = min(overlap, max(plan.size - 1, 0))  # as `plan_axis` clamps it: tiles smaller than the overlap
     margin = max(0, overlap // 4) if margin is None else margin
     margin = max(0, min(margin, (overlap - 1) // 2))
     ramp = max(overlap - 2 * margin, 1)
