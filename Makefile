@@ -6,8 +6,8 @@
 # tool is needed for that. requirements.txt keeps the minimum versions, for installing the package
 # into an environment of your own.
 #
-#   make lock      rewrite requirements.lock from requirements.txt and pyproject.toml's extras `test`
-#                  and `tpu` (plus the build's setuptools and pip), keeping the pins it already has
+#   make lock      rewrite requirements.lock from requirements.txt and pyproject.toml's extras `test`,
+#                  `tpu` and `export` (plus the build's setuptools and pip), keeping the pins it already has
 #                  wherever they still fit; uv (UV_VERSION below) runs from a throwaway venv.
 #   make upgrade   `make lock` taking the newest releases allowed (UPGRADE=1), then `make test`:
 #                  the one command that refreshes the lock and runs the suite. Commit the new lock
@@ -53,7 +53,7 @@ lock:
 	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")' \
 	| "$$tmp/venv/bin/uv" pip compile --quiet --universal --python-version 3.12 --generate-hashes \
 	    --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) \
-	    pyproject.toml - --extra test --extra tpu -o $(LOCK)
+	    pyproject.toml - --extra test --extra tpu --extra export -o $(LOCK)
 	@echo "make: wrote $(LOCK)"
 
 upgrade:
