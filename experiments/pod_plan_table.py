@@ -2,31 +2,31 @@ r"""The README's pod-plan table: train's step for LSM, LSM-S and LSM-light x2 (p
 v4-8, v5e-16, v5e-256 and v5p-32 (and the inference forward), one row at a time, most important
 first, each row appended to the CSV as soon as it is compiled (so a partial run is still usable).
 
-    python experiments/pod_plan_table.py [--out experiments/results/pod_plan.csv] [--only N]
+    python experiments/pod_plan_table.py [--out experiments/results/pod_plan.csv] [--only N] [--case N ...]
     python experiments/pod_plan_table.py --render    # CSV -> Markdown (docs/readme/pod.md's table)
 
-Needs libtpu (pip install -e '.[tpu]'). Compiling a full model takes minutes on a small CPU.
+(`python -m experiments.pod_plan_table ...` from the repository root is the same.) Needs the package
+installed (`pip install -e .`) and libtpu (pip install -e '.[tpu]'). Compiling a full model takes minutes
+on a small CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from lsm_jax import pod_plan as plan_cli  # noqa: E402
-from lsm_jax.pod import plan as pod_plan  # noqa: E402
+from lsm_jax.pod import fit, plan as pod_plan, tables  # noqa: E402
+from lsm_jax.pod.plan_config import load_tpu_config  # noqa: E402
 
-CONFIGS = {"lsm": "configs/lsm.py:x2_scratch", "lsm_s": "configs/lsm_s.py:x2_scratch",
-           "lsm_light": "configs/lsm_light.py:x2_scratch"}
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {"lsm": "lsm:x2_scratch", "lsm_s": "lsm_s:x2_scratch", "lsm_light": "lsm_light:x2_scratch"}
+INFER_CONFIG = "lsm_s:x4_finetune"
 TOPOLOGIES = {"v4-8": "v4:2x2x1", "v5e-16": "v5e:4x4", "v5e-256": "v5e:16x16", "v5p-32": "v5p:2x2x4",
               "v5p (1 chip)": "v5p:1x1x1"}
 
@@ -66,7 +66,7 @@ CASES = [
 
 
 def _train_config(variant: str, batch: int):
-    config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / CONFIGS[variant].split(":")[0]) + ":x2_scratch"))
+    config = load_tpu_config(CONFIGS[variant])
     config.batch_size = batch
     return config
 
@@ -74,12 +74,11 @@ def _train_config(variant: str, batch: int):
 def fit_rows(variant: str, topology: str, out: Path, bound: bool) -> list[pod_plan.PlanRow]:
     """`pod_plan --fit`'s search, seeded with the table's rows for this variant and topology; `bound`
     also compiles one image per device more (on TPU it can still fit: the compiler recomputes)."""
-    rows = [r for r in _read(out) if (r.kind, r.variant, r.topology, r.mesh.split("×")[1:]) ==
+    rows = [r for r in tables.read_csv(out) if (r.kind, r.variant, r.topology, r.mesh.split("×")[1:]) ==
             ("train", variant, topology, ["1", "1"]) and r.dtype == "float32" and not r.remat and r.grad_accum == 1]
     if sum(r.status == "ok" for r in rows) < 2:
         raise SystemExit(f"fit {variant} {topology}: needs two fitting rows in {out}")
-    spec = str(REPO / CONFIGS[variant])
-    found = plan_cli.fit_largest(argparse.Namespace(set=[]), spec, topology, (-1, 1, 1), "float32", False, 1, rows)
+    found = fit.fit_largest(CONFIGS[variant], topology, (-1, 1, 1), "float32", False, 1, rows)
     best = max((r for r in found if r.status == "ok"), key=lambda r: r.global_batch, default=None)
     if bound and best is not None and all(r.global_batch != best.global_batch + best.devices for r in found):
         above = pod_plan.plan_train(_train_config(variant, best.global_batch + best.devices), topology)
@@ -90,14 +89,9 @@ def fit_rows(variant: str, topology: str, out: Path, bound: bool) -> list[pod_pl
 
 def run_case(kind: str, variant: str, topology: str, batch: int) -> pod_plan.PlanRow:
     if kind == "infer":
-        config = plan_cli._tpu_config(plan_cli.load_config(str(REPO / "configs/lsm_s.py") + ":x4_finetune"))
+        config = load_tpu_config(INFER_CONFIG)
         return pod_plan.plan_infer(config.model, topology, batch, 1, "lsm_s")
     return pod_plan.plan_train(_train_config(variant, batch), topology, (-1, 1, 1))
-
-
-def _read(out: Path) -> list[pod_plan.PlanRow]:
-    return [pod_plan.PlanRow(**{f.name: _typed(f, r[f.name]) for f in dataclasses.fields(pod_plan.PlanRow)})
-            for r in csv.DictReader(open(out))] if out.exists() else []
 
 
 def _append(out: Path, row: pod_plan.PlanRow) -> None:
@@ -118,7 +112,7 @@ def main() -> int:
     args = p.parse_args()
     out = Path(args.out)
     if args.render:
-        rows = _read(out)
+        rows = tables.read_csv(out)
         for r in rows:  # the compiler's usable HBM (rows written before the table carried it)
             usable = pod_plan.chips.usable_hbm_bytes(r.device_kind, max(r.devices // max(r.chips, 1), 1))
             if r.status == "ok" and usable and r.total_gib is not None:
@@ -130,16 +124,17 @@ def main() -> int:
                                  order.get(r.topology, 9), r.global_batch, r.image))
         for r in rows:  # the table's note column, shortened
             r.reason = r.reason.replace("the TPU cost model gave no time estimate for this program", "no cost-model time")
-        print(plan_cli.markdown(rows, plan_cli.COMPACT))
+        print(tables.markdown(rows, tables.COMPACT))
         return 0
     chosen = [CASES[i] for i in args.case] if args.case else CASES[:args.only]
     for kind, variant, topology, batch in chosen:
         if kind == "fit":
-            if any(r.variant == variant and r.topology == topology and "largest-fit" in r.reason for r in _read(out)):
+            if any(r.variant == variant and r.topology == topology and "largest-fit" in r.reason
+                   for r in tables.read_csv(out)):
                 continue
             t0 = time.perf_counter()
             for row in fit_rows(variant, topology, out, bound=bool(batch)):
-                print(f"{time.perf_counter() - t0:.0f}s {plan_cli._brief(row)}", flush=True)
+                print(f"{time.perf_counter() - t0:.0f}s {tables.brief(row)}", flush=True)
                 _append(out, row)
             continue
         done = {(r["kind"], r["variant"], r["topology"], r["global_batch"], r["image"])
@@ -150,21 +145,9 @@ def main() -> int:
             continue
         t0 = time.perf_counter()
         row = run_case(kind, variant, topology, batch)
-        print(f"{time.perf_counter() - t0:.0f}s {plan_cli._brief(row)}", flush=True)
+        print(f"{time.perf_counter() - t0:.0f}s {tables.brief(row)}", flush=True)
         _append(out, row)
     return 0
-
-
-def _typed(field, text: str):
-    if text == "":
-        return None if field.default is None else ("" if field.type == "str" else field.default)
-    if field.type in ("int",):
-        return int(text)
-    if field.type == "bool":
-        return text == "True"
-    if "float" in str(field.type):
-        return float(text)
-    return text
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import pytest
 
 from lsm_jax import pod_plan as plan_cli
-from lsm_jax.pod import plan as pod_plan
+from lsm_jax.pod import fit, plan as pod_plan, tables
 from lsm_jax.training import sharding
 from lsm_jax.training.state import abstract_like
 from lsm_jax.training.step import build
-from test_train import micro_config
+from fixture_training import micro_config
 
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
@@ -55,9 +55,9 @@ def test_tiny_step_compiles_for_v5e_2x2_and_agrees_with_a_cpu_compile(tmp_path):
     assert seconds > 0 and row.mfu == pytest.approx(row.gflops_per_chip * 1e9 / seconds / 197e12, rel=1e-9)
     assert row.images_per_s_per_chip == pytest.approx(8 / seconds / 4, rel=1e-9)
     # The report: CSV and Markdown.
-    plan_cli.write_csv([row], str(tmp_path / "plan.csv"))
+    tables.write_csv([row], tmp_path / "plan.csv")
     assert "v5e:2x2" in (tmp_path / "plan.csv").read_text()
-    assert "| train |" in plan_cli.markdown([row])
+    assert "| train |" in tables.markdown([row])
 
 
 @pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
@@ -71,7 +71,7 @@ def test_impossible_combinations_get_a_row_that_says_why():
 def test_without_libtpu_the_command_says_how_to_get_it(monkeypatch, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
-    assert plan_cli.main(["--config", "configs/lsm_light.py:tiny", "--topology", "v5e:2x2"]) == 2
+    assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "v5e:2x2"]) == 2
     assert "pip install -e '.[tpu]'" in capsys.readouterr().err
 
 
@@ -99,10 +99,8 @@ def test_a_v4_mesh_takes_both_tensorcores_of_each_chip():
 
 
 def _fit_search(monkeypatch, memory, hbm=15.75):
-    """plan_cli.fit_largest on a memory model (GiB per device of a global batch, 4 devices), seeded with
+    """fit.fit_largest on a memory model (GiB per device of a global batch, 4 devices), seeded with
     batches 8 and 16; returns (the rows it compiled, the batches in compile order)."""
-    import argparse
-
     def row(batch, gib):
         return pod_plan.PlanRow("train", "lsm_light", "tiny", "v5e:2x2", "4×1×1", batch, 64, "float32", False, 1,
                                 devices=4, chips=4, status="ok" if gib <= hbm else "oom", total_gib=gib, hbm_gib=hbm)
@@ -115,8 +113,7 @@ def _fit_search(monkeypatch, memory, hbm=15.75):
 
     monkeypatch.setattr(pod_plan, "plan_train", fake_plan_train)
     rows = [row(8, memory(8)), row(16, memory(16))]
-    found = plan_cli.fit_largest(argparse.Namespace(set=[]), "configs/lsm_light.py:tiny", "v5e:2x2", (-1, 1, 1),
-                                 "float32", False, 1, rows)
+    found = fit.fit_largest("lsm_light:tiny", "v5e:2x2", (-1, 1, 1), "float32", False, 1, rows)
     assert all("largest-fit search" in r.reason for r in found)
     return found, compiled
 
@@ -191,11 +188,16 @@ def no_libtpu_start(monkeypatch):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--set", "nosuch.field=3"], "--set nosuch.field=3: no such config field"),
-    (["--set", "model.rmin=abc"], "--set model.rmin=abc: "),
     (["--config.nosuch.field=3"], "--config.nosuch.field=3: no such config field"),
     (["--config.model.rmin=abc"], "--config.model.rmin=abc: "),
-    (["--set", "model.rmin"], "--set model.rmin: expected key=value"),
+    (["--config.model.rmin", "abc"], "--config.model.rmin=abc: "),
+    (["--config.model.rmin"], "--config.model.rmin: expected --config.KEY=VALUE"),
+    # The old alias is refused, saying how to write the override now.
+    (["--set", "model.rmin=0.5"], "--set model.rmin=0.5: write config overrides as --config.KEY=VALUE "
+                                  "(--config.model.rmin=0.5)"),
+    (["--set=model.rmin=0.5"], "--set model.rmin=0.5: write config overrides as --config.KEY=VALUE"),
+    (["--set", "model.rmin"], "--set model.rmin: write config overrides as --config.KEY=VALUE (--config.KEY=VALUE)"),
+    (["--config", "lsm_light:nosuch"], "--config lsm_light:nosuch: unknown recipe 'nosuch'"),
     (["--infer", "0"], "--infer 0: every value must be ≥ 1"),
     (["--batch", "8,0"], "--batch 8,0: every value must be ≥ 1"),
     (["--grad-accum", "0"], "--grad-accum 0: every value must be ≥ 1"),
@@ -219,15 +221,17 @@ def _status(argv) -> int:
 def test_a_missing_config_file_is_reported_before_libtpu_starts(no_libtpu_start, capsys):
     assert plan_cli.main(["--config", "configs/nosuch.py:x2_scratch", "--topology", "v5e:2x2"]) == 2
     err = capsys.readouterr().err
-    assert err == ("lsm_jax.pod_plan: error: --config: no config file 'configs/nosuch.py' "
-                   "(expected e.g. configs/lsm.py:x2_scratch)\n")
+    # The config loader's one message (it lists the packaged configs), nothing of pod_plan's own.
+    assert err.startswith("lsm_jax.pod_plan: error: --config: no config file or packaged config "
+                          "'configs/nosuch.py' (expected a .py file, or one of: lsm, ")
+    assert len(err.splitlines()) == 1 and err.endswith(")\n"), err
     # Through the command: one line and nothing else (a started libtpu writes its own warnings).
     import subprocess
     import sys
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-m", "lsm_jax.pod_plan", "--config", "configs/nosuch.py:x2_scratch",
-                           "--topology", "v5e:2x2", "--set", "model.rmin=abc"], capture_output=True, text=True,
+                           "--topology", "v5e:2x2", "--config.model.rmin=abc"], capture_output=True, text=True,
                           cwd=repo, timeout=300)
     assert done.returncode == 2 and done.stdout == "" and done.stderr == err, done.stderr
 
@@ -250,18 +254,20 @@ def test_overrides_reach_the_plan_and_a_mesh_must_match_the_devices(monkeypatch,
                                 False, 1, devices=4, chips=4, status="invalid", reason="fake")
 
     monkeypatch.setattr(pod_plan, "plan_train", fake_plan_train)
-    argv = ["--config", TINY, "--topology", "v5e:2x2", "--batch", "8", "--config.model.rmin=0.5",
-            "--set", "model.d_state=8"]
+    # A config file and a packaged config: every override applies to both.
+    argv = ["--config", TINY, "--config", "lsm_light:tiny", "--topology", "v5e:2x2", "--batch", "8",
+            "--config.model.rmin=0.5", "--config.model.d_state", "8"]
     assert plan_cli.main(argv) == 0
-    (config, mesh), = planned
-    assert config.model.rmin == 0.5 and config.model.d_state == 8 and mesh == (-1, 1, 1)
+    assert len(planned) == 2
+    for config, mesh in planned:
+        assert config.model.rmin == 0.5 and config.model.d_state == 8 and mesh == (-1, 1, 1)
     capsys.readouterr()
     for mesh_arg, message in (("3,1,1", "--mesh 3,1,1: uses 3 devices, but v5e:2x2 has 4"),
                               ("-1,3,1", "--mesh -1,3,1: the fixed sizes (3 devices) do not divide the 4 devices")):
         assert plan_cli.main(argv + ["--mesh", mesh_arg]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and err.startswith(f"lsm_jax.pod_plan: error: {message}"), err
-    assert len(planned) == 1  # nothing compiled for a mesh that does not fit
+    assert len(planned) == 2  # nothing compiled for a mesh that does not fit
 
 
 class _FakeCompiled:
@@ -327,8 +333,19 @@ def test_tables_label_estimates_and_per_core_rows():
                           devices=8, chips=4, device_kind="TPU v4", cost_model_ms=70.0, total_gib=11.0)
     v5e = pod_plan.PlanRow("train", "lsm", "x2_scratch", "v5e:4x4", "16×1×1", 32, 64, "float32", False, 1,
                            devices=16, chips=16, device_kind="TPU v5 lite", cost_model_ms=70.0)
-    for columns in (plan_cli.COLUMNS, plan_cli.COMPACT):
-        header, _, row_v4, row_v5e = plan_cli.markdown([v4, v5e], columns).splitlines()
+    for columns in (tables.COLUMNS, tables.COMPACT):
+        header, _, row_v4, row_v5e = tables.markdown([v4, v5e], columns).splitlines()
         names = [h.strip() for h in header.strip("|").split("|")]
         assert "cost-model estimate (ms)" in names and not any(n.endswith(" ms") for n in names)
         assert "per TensorCore" in row_v4 and "per TensorCore" not in row_v5e
+
+
+def test_the_csv_reads_back_as_the_rows_it_was_written_from(tmp_path):
+    rows = [pod_plan.PlanRow("train", "lsm", "x2_scratch", "v4:2x2x1", "8×1×1", 32, 64, "float32", True, 2,
+                             devices=8, chips=4, device_kind="TPU v4", cost_model_ms=70.0, total_gib=11.5,
+                             collectives="all-reduce:3"),
+            pod_plan.PlanRow("infer", "lsm_s", "x4", "v5p:1x1x1", "1×1×1", 1, 256, "float32", False, 1,
+                             status="oom", reason="a | b")]
+    tables.write_csv(rows, tmp_path / "plan.csv")
+    assert tables.read_csv(tmp_path / "plan.csv") == rows
+    assert tables.read_csv(tmp_path / "none.csv") == []
