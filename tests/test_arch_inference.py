@@ -1,45 +1,20 @@
 """convert without an options file: the architecture read back from state_dict keys and shapes."""
 
-import functools
-
 import jax
 import numpy as np
 import pytest
 import yaml
-from flax import nnx
 
-from fixture_checkpoint import write_reference_files
-from lsm_jax.porting.architecture import (ArchitectureError, SHAPE_FIELDS, describe_mismatch,
-                                              infer_network_config, official_match, reference_key,
-                                              reference_shape)
-from lsm_jax.porting.checkpoint import ConversionError, convert, convert_state_dict
+from fixture_checkpoint import official_param_shapes, param_shapes, write_reference_files
 from lsm_jax.convert import main
-from lsm_jax.model.network import LSM
+from lsm_jax.porting.architecture import (ArchitectureError, SHAPE_FIELDS, describe_mismatch,
+                                          infer_network_config, official_match)
+from lsm_jax.porting.checkpoint import ConversionError, convert, convert_state_dict
+from lsm_jax.porting.keys import from_ours
 from lsm_jax.model.variants import network_config
 from lsm_jax.model.window_attention import relative_offsets, relative_position_index
 
 VARIANTS = [(v, s) for v in ('lsm', 'lsm_s', 'lsm_light') for s in (2, 3, 4)]
-
-
-TAIL = ('conv_before_upsample', 'upsample', 'conv_last')
-
-
-def _param_shapes(cfg) -> dict[str, tuple]:
-    abstract = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
-    return {'.'.join(map(str, p)): tuple(leaf.shape) for p, leaf in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
-
-
-@functools.lru_cache(maxsize=None)
-def official_shapes(variant: str, scale: int) -> dict[str, tuple]:
-    """Flax parameter shapes of an official variant. The body does not depend on the scale, so x3/x4
-    reuse the x2 body and take the tail from a one-group network of the same width (saves ~2 s each)."""
-    cfg = network_config(variant, scale)
-    if scale == 2:
-        return _param_shapes(cfg)
-    body = {k: v for k, v in official_shapes(variant, 2).items() if not k.startswith(TAIL)}
-    small = network_config(variant, scale)
-    small.update(depth=[2], num_heads=small.num_heads[:1])
-    return {**body, **{k: v for k, v in _param_shapes(small).items() if k.startswith(TAIL)}}
 
 
 def abstract_state_dict(cfg, shapes_only_buffers: bool = False, shapes: dict | None = None) -> dict:
@@ -47,8 +22,9 @@ def abstract_state_dict(cfg, shapes_only_buffers: bool = False, shapes: dict | N
     and the position buffers every released checkpoint stores (real values, they are tiny)."""
     zero = np.zeros((), np.float32)
     sd = {}
-    for name, shape in (shapes or _param_shapes(cfg)).items():
-        sd[reference_key(name, cfg.arch)] = np.broadcast_to(zero, reference_shape(name, shape))
+    for name, shape in (shapes or param_shapes(cfg)).items():
+        pair = from_ours(name)
+        sd[pair.torch] = np.broadcast_to(zero, pair.torch_shape(shape))
     s0, s1 = cfg.split_size
     for g, depth in enumerate(cfg.depth):
         for j in range(0, depth, 2):
@@ -64,13 +40,13 @@ def abstract_state_dict(cfg, shapes_only_buffers: bool = False, shapes: dict | N
 @pytest.mark.parametrize('variant,scale', VARIANTS)
 def test_official_variants_are_recognised(variant, scale):
     cfg = network_config(variant, scale)
-    sd = abstract_state_dict(cfg, shapes=official_shapes(variant, scale))
+    sd = abstract_state_dict(cfg, shapes=official_param_shapes(variant, scale))
     inferred, notes = infer_network_config(sd)
     assert describe_mismatch(cfg, inferred) == []
     assert [inferred[f] for f in SHAPE_FIELDS] == [cfg[f] for f in SHAPE_FIELDS]   # incl. official heads
     assert official_match(inferred) == variant
     if variant == 'lsm_light' and scale == 4:
-        # The reverse key mapping is the converter's inverse: every key is consumed, every shape fits.
+        # The key table read backwards feeds the converter: every key is consumed, every shape fits.
         tree = convert_state_dict(sd, inferred)
         assert tree['upsample'][0]['kernel'].shape == (3, 3, 60, 48)
 
@@ -95,7 +71,7 @@ def test_two_fits_are_both_named():
     cfg = network_config('tiny', 2)        # split [4, 8]: shapes alone cannot order the pair
     with pytest.raises(ArchitectureError, match=r"split_size \[4, 8\] or \[8, 4\]"):
         infer_network_config(abstract_state_dict(cfg, shapes_only_buffers=True))
-    sd = abstract_state_dict(network_config('lsm', 2), shapes=official_shapes('lsm', 2))
+    sd = abstract_state_dict(network_config('lsm', 2), shapes=official_param_shapes('lsm', 2))
     sd['upsample.0.weight'] = np.zeros((12, 180, 3, 3), np.float32)   # a light tail grafted on
     with pytest.raises(ArchitectureError, match="two architectures fit: LSM .* and LSM_light"):
         infer_network_config(sd)

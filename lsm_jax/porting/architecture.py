@@ -10,8 +10,7 @@ build the same network; the official count is chosen when it fits), and the spli
 the stored position buffers (`rpe_biases`), whose values order them.
 
 `describe_mismatch(options_cfg, weights_cfg)` names the fields on which an options file and the
-weights disagree. `reference_key` is the converter's key mapping in reverse (Flax name -> the
-reference state_dict key); the tests build state_dicts of the official variants with it.
+weights disagree. The key names between the two sides are `lsm_jax.porting.keys`.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ import numpy as np
 
 from lsm_jax.model.variants import network_config
 
-__all__ = ["ArchitectureError", "infer_network_config", "describe_mismatch", "official_match",
-           "reference_key", "reference_shape", "SHAPE_FIELDS"]
+__all__ = ["ArchitectureError", "infer_network_config", "describe_mismatch", "official_match", "SHAPE_FIELDS"]
 
 # Fields that the weights determine (num_heads up to the odd-count floor).
 SHAPE_FIELDS = ("arch", "upscale", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio",
@@ -165,42 +163,3 @@ def official_match(cfg) -> str | None:
         if not describe_mismatch(ref, cfg):
             return name
     return None
-
-
-_REVERSE = [
-    (r"^before_norm\.scale$", "before_RG.1.weight"),
-    (r"^before_norm\.bias$", "before_RG.1.bias"),
-    (r"\.pos\.pos([123])_norm\.scale$", r".pos.pos\1.0.weight"),
-    (r"\.pos\.pos([123])_norm\.bias$", r".pos.pos\1.0.bias"),
-    (r"\.pos\.pos([123])\.(kernel|bias)$", r".pos.pos\1.2.\2"),
-    (r"\.mlp\.sg_norm\.scale$", ".mlp.sg.norm.weight"),
-    (r"\.mlp\.sg_norm\.bias$", ".mlp.sg.norm.bias"),
-    (r"\.mlp\.sg_conv\.", ".mlp.sg.conv."),
-    (r"\.lru\.in_proj\.", ".lru.in_proj.0."),
-    (r"\.lru\.CPE\.", ".lru.CPE.0."),
-    (r"^conv_before_upsample\.", "conv_before_upsample.0."),
-    (r"\.embedding$", ".embedding.weight"),
-    (r"(norm[1-4]?)\.scale$", r"\1.weight"),
-    (r"\.kernel$", ".weight"),
-]
-
-
-def reference_key(flax_name: str, arch: str) -> str:
-    """The reference state_dict key of a Flax parameter path ('a.b.0.kernel'); inverse of convert."""
-    name = flax_name
-    for pattern, repl in _REVERSE:
-        name = re.sub(pattern, repl, name)
-    if arch == "LSM":
-        name = re.sub(r"^upsample\.(\d+)\.", lambda m: f"upsample.{2 * int(m.group(1))}.", name)
-    return name
-
-
-def reference_shape(flax_name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The torch shape of a Flax parameter: HWIO conv -> (O, I, kh, kw), (in, out) linear -> (out, in)."""
-    if not flax_name.endswith(".kernel"):
-        return tuple(shape)
-    if len(shape) == 4:
-        return (shape[3], shape[2], shape[0], shape[1])
-    if len(shape) == 2:
-        return (shape[1], shape[0])
-    return tuple(shape)

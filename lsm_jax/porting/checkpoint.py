@@ -7,15 +7,15 @@ The weights are a BasicSR checkpoint (`{'params': ..., 'params_ema': ...}`, `par
 any `module.` prefix stripped) or an `.npz`/`.safetensors` of the same state_dict keys. The options
 file is a BasicSR YAML whose `network_g` section gives the architecture; without one, the architecture
 is read from the state_dict's keys and shapes (`lsm_jax.porting.architecture`) and printed. When
-both are given and disagree, the error names the fields. Every key must be consumed
-or be a known recomputable buffer; otherwise one error lists every problem. Converted checkpoints
-use `reference` semantics, which is what the weights were trained with.
+both are given and disagree, the error names the fields. Every key must be consumed (its name and
+layout on our side are the table `lsm_jax.porting.keys`) or be a known recomputable buffer; otherwise
+one error lists every problem. Converted checkpoints use `reference` semantics, which is what the
+weights were trained with.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import ml_collections
@@ -24,13 +24,11 @@ import yaml
 from flax import nnx
 
 from lsm_jax.porting.architecture import (ArchitectureError, describe_mismatch, infer_network_config,
-                                              official_match)
+                                          official_match)
+from lsm_jax.porting.keys import BUFFERS, from_torch, ours_to_torch
 from lsm_jax.model.saved import save_model
 from lsm_jax.model.network import IN_CHANS, LSM
 from lsm_jax.model.variants import network_config
-
-# Buffers the reference stores but that are recomputed from the padded size (spec §10 Q9, §11).
-BUFFER_PATTERN = re.compile(r'\.(rpe_biases|relative_position_index|attn_mask_\d+)$')
 
 # Constructor keyword arguments of the reference classes, with their defaults (spec §8, §10 Q7).
 _REFERENCE_DEFAULTS = dict(img_size=64, in_chans=3, embed_dim=180, depth=[10, 10, 10, 10],
@@ -130,67 +128,27 @@ def load_state_dict(path: str | Path, key: str | None = None) -> dict[str, np.nd
     return out
 
 
-_RENAMES = [
-    (r'^before_RG\.1\.', 'before_norm.'),
-    (r'\.norm([1-4])\.weight$', r'.norm\1.scale'),
-    (r'^norm\.weight$', 'norm.scale'),
-    (r'^before_norm\.weight$', 'before_norm.scale'),
-    (r'\.pos\.pos([123])\.0\.weight$', r'.pos.pos\1_norm.scale'),
-    (r'\.pos\.pos([123])\.0\.bias$', r'.pos.pos\1_norm.bias'),
-    (r'\.pos\.pos([123])\.2\.', r'.pos.pos\1.'),
-    (r'\.mlp\.sg\.norm\.weight$', '.mlp.sg_norm.scale'),
-    (r'\.mlp\.sg\.norm\.bias$', '.mlp.sg_norm.bias'),
-    (r'\.mlp\.sg\.conv\.', '.mlp.sg_conv.'),
-    (r'\.lru\.in_proj\.0\.', '.lru.in_proj.'),
-    (r'\.lru\.CPE\.0\.', '.lru.CPE.'),
-    (r'^conv_before_upsample\.0\.', 'conv_before_upsample.'),
-    (r'\.embedding\.weight$', '.embedding'),
-]
-
-
-def _target_name(torch_key: str, arch: str) -> str:
-    name = torch_key
-    for pattern, repl in _RENAMES:
-        name = re.sub(pattern, repl, name)
-    if arch == 'LSM':
-        # The classic tail is Sequential(conv, shuffle, conv, shuffle): convs sit at even indices.
-        name = re.sub(r'^upsample\.(\d+)\.', lambda m: f'upsample.{int(m.group(1)) // 2}.', name)
-    name = re.sub(r'\.weight$', '.kernel', name)
-    return name
-
-
-def _convert_tensor(name: str, value: np.ndarray) -> np.ndarray:
-    if not name.endswith('.kernel'):
-        return value                        # biases, LayerNorm scales, raw parameters: as they are
-    if value.ndim == 4:
-        return value.transpose(2, 3, 1, 0)  # conv (O, I, kh, kw) -> HWIO; depthwise -> (3, 3, 1, C)
-    if value.ndim == 2:
-        return value.T                      # Linear (out, in) -> (in, out)
-    return value
-
-
 def convert_state_dict(state_dict: dict[str, np.ndarray], cfg, source: str = 'weights') -> dict:
     """Map a reference state_dict onto the Flax parameter tree of `cfg`; strict, listing all problems."""
     abstract = nnx.eval_shape(lambda: LSM(cfg, rngs=nnx.Rngs(0)))
     expected = {'.'.join(map(str, path)): leaf
                 for path, leaf in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
-    converted, problems = {}, []
+    converted, misshapen, problems = {}, set(), []
     for torch_key, value in state_dict.items():
-        if BUFFER_PATTERN.search(torch_key):
+        if BUFFERS.search(torch_key):
             continue
-        name = _target_name(torch_key, cfg.arch)
-        if name not in expected:
+        pair = from_torch(torch_key)
+        if pair is None or pair.ours not in expected:
             problems.append(f"unexpected key {torch_key!r}")
             continue
-        array = _convert_tensor(name, np.asarray(value))
-        want = tuple(expected[name].shape)
-        if array.shape != want:
-            problems.append(f"wrong shape for {torch_key!r}: {tuple(np.shape(value))} "
-                            f"(expected the equivalent of {want})")
+        want = pair.torch_shape(tuple(expected[pair.ours].shape))
+        if tuple(np.shape(value)) != want:
+            problems.append(f"wrong shape for {torch_key!r}: {tuple(np.shape(value))} (expected {want})")
+            misshapen.add(pair.ours)
             continue
-        converted[name] = array.astype(np.float32)
-    problems += [f"missing key for {name!r}" for name in sorted(set(expected) - set(converted))
-                 if not any(p.endswith(f"{name!r}") for p in problems)]
+        converted[pair.ours] = pair.to_ours(np.asarray(value)).astype(np.float32)
+    problems += [f"missing key {ours_to_torch(name)!r}"
+                 for name in sorted(set(expected) - set(converted) - misshapen)]
     if problems:
         raise ConversionError(f"{source}: {len(problems)} problem(s): " + '; '.join(problems))
     tree: dict = {}
