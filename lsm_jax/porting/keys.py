@@ -4,7 +4,7 @@
     ours_to_torch('upsample.1.kernel')                        # 'upsample.2.weight'
     pair = from_torch(key); pair.to_ours(tensor)              # the key's tensor in our layout
 
-The authors' key layout (every key, with its shape) is described in docs/architecture.md §11
+The authors' key layout (every key, with its shape) is described in docs/spec.md §11
 ("Checkpoint / state_dict layout"); the golden fixture tests/fixtures/lsm_tiny_x2.json lists the keys
 of a real small model. Each row of `KEYS` relates one torch module (or raw parameter) to ours:
 
