@@ -4,7 +4,9 @@ Runs `python -m lsm_jax.train` for one step three times in fresh processes: cach
 empty (a first run: compiles and writes), cache on and filled (a restarted job: reads). Each run
 reports "compiled the step in X s"; the ratio filled / off is the saving a restart sees.
 
-    python experiments/bench_compile_cache.py [--config configs/lsm_light.py:tiny] [--repeats 1]
+    python -m experiments.bench_compile_cache [--config lsm_light:tiny] [--repeats 1]
+
+(from the repository root, as every experiment runs: see experiments/__init__.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def one_run(config: str, workdir: Path, cache: str) -> float:
     cmd = [sys.executable, "-m", "lsm_jax.train", "--config", config, "--workdir", str(workdir),
            "--config.total_steps=1", "--config.eval.every=0", "--config.progress_bar=False",
            f"--config.compile_cache_dir={cache}"]
-    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
     m = re.search(r"compiled the step in ([\d.]+) s", out.stdout + out.stderr)
@@ -37,7 +39,8 @@ def one_run(config: str, workdir: Path, cache: str) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--config", default="configs/lsm_light.py:tiny", help="relative to the repository root")
+    p.add_argument("--config", default="lsm_light:tiny",
+                   help="a packaged config (lsm_light:tiny) or a file path relative to the repository root")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "experiments/results/compile_cache.csv"))
     args = p.parse_args()

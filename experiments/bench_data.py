@@ -1,6 +1,8 @@
 """Input-pipeline and imresize throughput.
 
-    python experiments/bench_data.py [--seconds 5] [--workers 1 2 4] [--csv experiments/results/bench_data.csv]
+    python -m experiments.bench_data [--seconds 5] [--workers 1 2 4] [--csv experiments/results/bench_data.csv]
+
+(from the repository root, as every experiment runs: see experiments/__init__.py).
 
 1. The grain training loader, in patches/s (HR patches delivered), on two temporary
    DIV2K-style folders: the 9 embedded photographs as they are ("photos", up to
@@ -23,22 +25,17 @@ import argparse
 import gc
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from results_csv import write_rows  # noqa: E402
-
-from lsm_jax.data import pipeline as data  # noqa: E402
-from lsm_jax.data.image_io import write_png  # noqa: E402
-from lsm_jax.data.record_writer import make_dataset  # noqa: E402
-from lsm_jax.data.lr_images import make_lr_image  # noqa: E402
+from experiments.results_csv import write_rows
+from lsm_jax.data import pipeline as data
+from lsm_jax.data.image_io import write_png
+from lsm_jax.data.lr_images import make_lr_image
+from lsm_jax.data.record_writer import make_dataset
 
 DIV2K_HW = (1356, 2040)
 SOURCES = ("paired", "hr_only", "records")

@@ -1,7 +1,9 @@
 """Latency on a folder of 20 mixed-size images: compiles per folder with and without buckets, and the
 persistent compilation cache (a second process reading the first one's cache).
 
-    python experiments/bench_folder.py --checkpoint DIR [--images 20] [--csv experiments/results/bench_folder.csv]
+    python -m experiments.bench_folder --checkpoint DIR [--images 20] [--csv experiments/results/bench_folder.csv]
+
+(from the repository root, as every experiment runs: see experiments/__init__.py).
 
 Images are crops of random sizes (40..160 LR pixels a side, fixed seed) of the repo's Set5 HR images.
 Each mode runs in a fresh process: `exact` (one compile per new shape), `buckets`, and `buckets` again
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,10 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from results_csv import append_rows  # noqa: E402
+from experiments.results_csv import append_rows
 
 
 def images(n: int, seed: int = 0):
@@ -110,10 +108,9 @@ def main(argv=None) -> int:
              ("buckets+cold cache", dict(buckets=True, cache=cache)),
              ("buckets+warm cache", dict(buckets=True, cache=cache))]
     rows = []
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     for name, p in modes:
-        res = subprocess.run([sys.executable, __file__, "--checkpoint", args.checkpoint, "--images",
-                              str(args.images), "--one", json.dumps(p)], capture_output=True, text=True, env=env)
+        res = subprocess.run([sys.executable, "-m", "experiments.bench_folder", "--checkpoint", args.checkpoint,
+                              "--images", str(args.images), "--one", json.dumps(p)], capture_output=True, text=True)
         line = next((ln for ln in reversed(res.stdout.splitlines()) if ln.startswith("{")), None)
         row = dict(mode=name, bucketing=args.bucketing,
                    **(json.loads(line) if line else {"error": res.stderr.strip()[-300:]}))

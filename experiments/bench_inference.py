@@ -1,6 +1,6 @@
 """Whole-image inference speed of the LSM family, against this machine's matmul floor.
 
-    python experiments/bench_inference.py [--cases light_x4_64,s_x2_64,s_x4_128] [--semantics reference paper]
+    python -m experiments.bench_inference [--cases light_x4_64,s_x2_64,s_x4_128] [--semantics reference paper]
                                           [--reps 5] [--csv experiments/results/bench_inference.csv] [--gpu-large]
                                           [--scan-impl associative|sequential|chunked|auto]
 
@@ -21,11 +21,12 @@ semantics. For every case it reports:
 A header line names the device, the allocator (glibc unless LD_PRELOAD names another) and the
 baseline. One JSON object per case follows, one per line, and the rows go to a CSV.
 
-    python experiments/bench_inference.py --grid [grid options]
+    python -m experiments.bench_inference --grid [grid options]
 
-runs `experiments/bench_inference_grid.py` instead: time and peak memory against LR size (128² to
+runs `experiments.bench_inference_grid` instead: time and peak memory against LR size (128² to
 1024² whole, 2048² tiled), LSM-S and LSM-light x4, float32/bfloat16, with and without self-ensemble,
-each point in a fresh process, CSV + plot.
+each point in a fresh process, CSV + plot. Run from the repository root, as every experiment runs (see
+experiments/__init__.py).
 """
 
 from __future__ import annotations
@@ -37,22 +38,16 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax
+import jax.numpy as jnp
+from flax import nnx
 
-from results_csv import write_rows  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from lsm_jax.inference.forward import make_forward  # noqa: E402
-from lsm_jax.model.network import LSM  # noqa: E402
-from lsm_jax.model.variants import network_config  # noqa: E402
-from lsm_jax.scan import SCAN_IMPLS  # noqa: E402
+from experiments.results_csv import write_rows
+from lsm_jax.inference.forward import make_forward
+from lsm_jax.model.network import LSM
+from lsm_jax.model.variants import network_config
+from lsm_jax.scan import SCAN_IMPLS
 
 # name -> (variant, scale, LR side)
 CASES = {
@@ -72,7 +67,7 @@ def allocator() -> str:
     return "glibc" if not preload else f"LD_PRELOAD={preload}"
 
 
-def _cost_flops(compiled) -> float:
+def cost_flops(compiled) -> float:
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
@@ -117,7 +112,7 @@ def bench_case(name: str, variant: str, scale: int, side: int, semantics: str, r
         jax.block_until_ready(compiled(params, x))          # first run: allocations, caches
         times = _timed(lambda: compiled(params, x), max(5, reps))
     fwd_s = statistics.median(times)
-    gflop = _cost_flops(compiled) / 1e9
+    gflop = cost_flops(compiled) / 1e9
     # Re-measure the matmul baseline next to each case: on a shared machine the load drifts.
     baseline = statistics.median([baseline, matmul_gflops(device)[0]])
     floor_s = gflop / baseline
@@ -131,7 +126,7 @@ def bench_case(name: str, variant: str, scale: int, side: int, semantics: str, r
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--grid" in argv:
-        from bench_inference_grid import main as grid_main
+        from experiments.bench_inference_grid import main as grid_main
         return grid_main([a for a in argv if a != "--grid"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default=",".join(CASES),

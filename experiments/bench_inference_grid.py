@@ -1,6 +1,6 @@
 """Time and peak memory of inference against LR size: whole/tiled, float32/bfloat16, ±self-ensemble.
 
-    python experiments/bench_inference_grid.py [--variants lsm_s,lsm_light] [--sides 128,256,512,1024]
+    python -m experiments.bench_inference_grid [--variants lsm_s,lsm_light] [--sides 128,256,512,1024]
         [--tiled-sides 2048] [--dtypes float32,bfloat16] [--ensemble both|off|on] [--budget 4GB]
         [--semantics reference] [--timeout 900] [--csv experiments/results/bench_inference_grid.csv]
 
@@ -8,24 +8,21 @@ Each point runs in a fresh process (random weights, batch 1, x4), so `peak_rss_g
 process's peak resident memory (ru_maxrss), JAX runtime included. A point first runs once to compile
 (for tiled points: one tile-sized image), then times one full call: `time_s`. `whole` points whose
 estimated memory exceeds `--whole-limit` are skipped (they would not fit this machine). The CSV and a
-plot (time and memory against megapixels) go to experiments/results/.
+plot (time and memory against megapixels) go to experiments/results/. Run from the repository root, as
+every experiment runs (see experiments/__init__.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from results_csv import write_rows  # noqa: E402
+from experiments.results_csv import write_rows
 
 
 def run_point(p: dict) -> dict:
@@ -49,7 +46,7 @@ def run_point(p: dict) -> dict:
     side = p["side"]
     lr = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    tile = fn._tile_for(side, side)
+    tile = fn._tile_for(side, side)                         # private: to become public (tile_for)
     t0 = time.perf_counter()
     warm = lr if tile is None else lr[:tile, :tile]
     jax.block_until_ready(fn(warm))                         # compile (the tile shape for tiled runs)
@@ -121,11 +118,10 @@ def main(argv=None) -> int:
                         points.append(dict(variant=variant, scale=4, side=side, mode=mode, dtype=dtype, ensemble=e,
                                            budget=args.budget, semantics=args.semantics))
     rows = []
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     for p in points:
         try:
-            res = subprocess.run([sys.executable, __file__, "--one", json.dumps(p)], capture_output=True, text=True,
-                                 timeout=args.timeout, env=env)
+            res = subprocess.run([sys.executable, "-m", "experiments.bench_inference_grid", "--one", json.dumps(p)],
+                                 capture_output=True, text=True, timeout=args.timeout)
             line = next((ln for ln in reversed(res.stdout.splitlines()) if ln.startswith("{")), None)
             row = json.loads(line) if line else dict(p, error=res.stderr.strip().splitlines()[-1:])
         except subprocess.TimeoutExpired:

@@ -1,9 +1,11 @@
 """The linear recurrence under every scan strategy, against the memory floor measured in the same run.
 
-    python experiments/bench_scan.py --quick          # CPU grid, a few minutes
-    python experiments/bench_scan.py --smoke          # tiny sizes: checks that every row runs (~2 min)
-    python experiments/bench_scan.py                  # full grid (GPU / TPU)
-    python experiments/bench_scan.py --model          # whole LSM forward and training step per strategy
+    python -m experiments.bench_scan --quick          # CPU grid, a few minutes
+    python -m experiments.bench_scan --smoke          # tiny sizes: checks that every row runs (~2 min)
+    python -m experiments.bench_scan                  # full grid (GPU / TPU)
+    python -m experiments.bench_scan --model          # whole LSM forward and training step per strategy
+
+(from the repository root, as every experiment runs: see experiments/__init__.py).
 
 Grid: B × L × N=32 complex64, forward and
 forward+backward (value and grad of a real loss), every strategy with its main options, plus a
@@ -44,16 +46,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from results_csv import metadata_values, write_rows  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from lsm_jax.scan import ComplexPair, linear_recurrence, pick_impl  # noqa: E402
+from experiments.results_csv import metadata_values, write_rows
+from lsm_jax.scan import ComplexPair, linear_recurrence, pick_impl
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N = 32

@@ -1,9 +1,11 @@
 r"""Training-step benchmark: one JSON object per case on stdout (and optionally a CSV).
 
-    python experiments/bench_train.py                       # every case (slow on a CPU)
-    python experiments/bench_train.py --quick               # LSM-light x2, batch 4, 48×48, float32
-    python experiments/bench_train.py --cases light_b4_p48 --semantics reference --dtypes float32
-    python experiments/bench_train.py --csv bench_train.csv
+    python -m experiments.bench_train                       # every case (slow on a CPU)
+    python -m experiments.bench_train --quick               # LSM-light x2, batch 4, 48×48, float32
+    python -m experiments.bench_train --cases light_b4_p48 --semantics reference --dtypes float32
+    python -m experiments.bench_train --csv bench_train.csv
+
+(from the repository root, as every experiment runs: see experiments/__init__.py).
 
 Cases (x2, LR patch side p): lsm_s_b4_p64, lsm_s_b16_p64, light_b16_p64, light_b4_p48; each under
 `paper` and `reference` semantics, in float32 and bfloat16 compute (parameters and optimizer state
@@ -22,20 +24,15 @@ at batch 4, 48×48 on the 2-core CPU, and 462 ms for LSM-S x2 at batch 16 (fp32)
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiments.results_csv import write_rows
+from lsm_jax.training.config_loader import load_config
 
-from results_csv import write_rows  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-CASES = {  # name: (config file, batch, LR patch)
+CASES = {  # name: (packaged config, batch, LR patch)
     "lsm_s_b4_p64": ("lsm_s", 4, 64),
     "lsm_s_b16_p64": ("lsm_s", 16, 64),
     "light_b16_p64": ("lsm_light", 16, 64),
@@ -46,17 +43,14 @@ FIELDS = ("case", "model", "scale", "batch", "patch", "semantics", "dtype", "sca
           "peak_bytes", "compiled_bytes")
 
 
-def _config(variant: str, batch: int, patch: int, semantics: str, dtype: str, scan_impl: str, remat: bool):
-    sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location(f"cfg_{variant}", REPO / "configs" / f"{variant}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("x2_scratch")
-    config.batch_size, config.patch_size = batch, patch
-    config.model.update(semantics=semantics, dtype=dtype, remat=remat)
+def case_config(variant: str, batch: int, patch: int, semantics: str, dtype: str, scan_impl: str, remat: bool):
+    """`<variant>:x2_scratch` with the case's settings, as `lsm_jax.train` would read them as flags."""
+    overrides = [f"--config.batch_size={batch}", f"--config.patch_size={patch}",
+                 f"--config.model.semantics={semantics}", f"--config.model.dtype={dtype}",
+                 f"--config.model.remat={remat}"]
     if scan_impl:
-        config.model.scan.impl = scan_impl
-    return config
+        overrides.append(f"--config.model.scan.impl={scan_impl}")
+    return load_config(f"{variant}:x2_scratch", overrides)
 
 
 def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, remat: bool) -> dict:
@@ -67,7 +61,7 @@ def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, 
     from lsm_jax.training import sharding, step as train_step
 
     variant, batch, patch = CASES[name]
-    config = _config(variant, batch, patch, semantics, dtype, scan_impl, remat)
+    config = case_config(variant, batch, patch, semantics, dtype, scan_impl, remat)
     mesh = sharding.make_mesh(-1, 1, 1)
     parts = train_step.build(config, mesh)
     state = parts.init()
@@ -95,8 +89,7 @@ def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, 
     stats = jax.local_devices()[0].memory_stats() or {}
     step_s = float(np.median(times))
     # Baseline measured in the same run: this device's large-matmul speed gives the step's floor.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_inference import matmul_gflops
+    from experiments.bench_inference import matmul_gflops
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     gflop = float((cost or {}).get("flops", float("nan"))) / 1e9
@@ -137,12 +130,11 @@ def main(argv=None) -> int:
                 if args.in_process:
                     row = run_case(name, semantics, dtype, args.steps, args.scan_impl, args.remat)
                 else:  # a fresh process per case: clean allocator peaks and no cross-case interference
-                    cmd = [sys.executable, __file__, "--_one", name, semantics, dtype, "--steps", str(args.steps)]
+                    cmd = [sys.executable, "-m", "experiments.bench_train", "--_one", name, semantics, dtype,
+                           "--steps", str(args.steps)]
                     cmd += ["--scan_impl", args.scan_impl] if args.scan_impl else []
                     cmd += ["--remat"] if args.remat else []
-                    out = subprocess.run(cmd, capture_output=True, text=True,
-                                         env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}"
-                                                  f"{os.environ.get('PYTHONPATH', '')}"))
+                    out = subprocess.run(cmd, capture_output=True, text=True)
                     if out.returncode:
                         tail = out.stderr.strip().splitlines()[-1:] or ["?"]
                         row = dict(case=name, semantics=semantics, dtype=dtype, error=tail[0])

@@ -1,12 +1,12 @@
 r"""Inference speed against the authors' PyTorch code, both measured in this run on this machine.
 
-    python experiments/bench_vs_reference.py --reference-repo PATH [--torch-python PATH]
+    python -m experiments.bench_vs_reference --reference-repo PATH [--torch-python PATH]
         [--cases light_x4_64,s_x2_64,s_x4_128] [--reps 5] [--rounds 2]
         [--csv experiments/results/bench_vs_reference.csv]
 
 PATH is a checkout of the authors' code (github.com/MingyuChoi-run/LSM); nothing of it is copied
 into this repository. `--torch-python` is a Python with torch, numpy and einops (default: this one);
-`experiments/reference_worker.py` runs under it, builds their network with the official options of
+`experiments/reference_worker.py` runs under it (as a file: that Python need not have lsm_jax), builds their network with the official options of
 the case, random-initialised with a fixed seed, and times its forward (eval mode, inference_mode,
 batch 1, its default thread count). The same state_dict goes through `lsm_jax.convert`'s mapping
 into our network (`reference` semantics: the computation their code does), which `upscale`'s jitted
@@ -19,6 +19,7 @@ Per case it prints one JSON line and writes a CSV row:
   max_abs_diff     largest |difference| of the two outputs (checks both sides computed the same thing)
   matmul_gflops, fwd_over_floor  as in bench_inference.py (XLA's flops / large-matmul speed)
 Expected on this 2-core CPU: speedups of about 3x (LSM-light x4 64²) and 2.5-3x (LSM-S); see README.
+Run from the repository root, as every experiment runs (see experiments/__init__.py).
 """
 
 from __future__ import annotations
@@ -34,21 +35,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from experiments.bench_inference import CASES, MODEL_NAMES, allocator, cost_flops, matmul_gflops
+from experiments.results_csv import write_rows
+from lsm_jax.inference.forward import make_forward
+from lsm_jax.model.network import LSM
+from lsm_jax.model.variants import network_config
+from lsm_jax.porting.checkpoint import convert_state_dict
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from bench_inference import CASES, MODEL_NAMES, _cost_flops, allocator, matmul_gflops  # noqa: E402
-from lsm_jax.porting.checkpoint import convert_state_dict  # noqa: E402
-from lsm_jax.inference.forward import make_forward  # noqa: E402
-from lsm_jax.model.network import LSM  # noqa: E402
-from lsm_jax.model.variants import network_config  # noqa: E402
-from results_csv import write_rows  # noqa: E402
 
 
 def reference_kwargs(cfg) -> dict:
@@ -104,7 +103,7 @@ def bench(name: str, args, workdir: Path) -> dict:
     with np.load(workdir / "y.npz") as data:
         y_ref = data["y"].transpose(0, 2, 3, 1)
     torch_s, jax_s = statistics.median(torch_times), statistics.median(jax_times)
-    gflop = _cost_flops(compiled) / 1e9
+    gflop = cost_flops(compiled) / 1e9
     baseline = matmul_gflops(jax.devices()[0])[0]
     return dict(case=name, model=MODEL_NAMES[variant], scale=scale, lr_hw=f"{side}x{side}", semantics="reference",
                 torch_s=round(torch_s, 4), jax_s=round(jax_s, 4), speedup=round(torch_s / jax_s, 2),

@@ -1,6 +1,6 @@
 """What the inference options cost in quality: tiled, bucketed, bfloat16 and self-ensemble vs exact.
 
-    python experiments/inference_quality.py --checkpoint DIR [--checkpoint DIR ...] [--data data/Set5]
+    python -m experiments.inference_quality --checkpoint DIR [--checkpoint DIR ...] [--data data/Set5]
         [--tiles 48,96] [--overlap 16] [--csv experiments/results/inference_quality.csv]
 
 For every checkpoint (its scale from its config) and every benchmark image: Y-PSNR (the protocol of
@@ -8,6 +8,7 @@ For every checkpoint (its scale from its config) and every benchmark image: Y-PS
 The seam check compares, for tiled runs, the error against the HR image in the blend bands (output
 pixels where two tiles overlap) with the error of whole-image inference on the same pixels, and with
 the interior: `band_excess` = mean |tiled - HR| - mean |whole - HR| over band pixels (8-bit levels).
+Run from the repository root, as every experiment runs (see experiments/__init__.py).
 """
 
 from __future__ import annotations
@@ -18,18 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-from results_csv import write_rows  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from lsm_jax.evaluation.metrics import sr_scores  # noqa: E402
-from lsm_jax.evaluation.scoring import _load_pair, find_pairs  # noqa: E402
-from lsm_jax.inference.forward import Upscaler  # noqa: E402
-from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn  # noqa: E402
-from lsm_jax.inference.tiling import plan_axis  # noqa: E402
+from experiments.results_csv import write_rows
+from lsm_jax.evaluation.metrics import sr_scores
+from lsm_jax.evaluation.scoring import _load_pair, find_pairs  # _load_pair: to become public (load_pair)
+from lsm_jax.inference.forward import Upscaler
+from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn
+from lsm_jax.inference.tiling import plan_axis
 
 
 def band_mask(h: int, w: int, tile: int, overlap: int, align: int, scale: int) -> np.ndarray:

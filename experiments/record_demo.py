@@ -1,23 +1,21 @@
 """Append a `make demo` run's summary to the committed results, so the README can quote it.
 
-    python -m lsm_jax.demo --out demo_out && python experiments/record_demo.py demo_out/summary.json \
+    python -m lsm_jax.demo --out demo_out && python -m experiments.record_demo demo_out/summary.json \
         [--note "what else ran on the machine"] [--csv experiments/results/demo.csv]
 
 The row keeps every figure of `summary.json` (Set5 x2 PSNR/SSIM of the model and of bicubic, the
 margin, steps, training and compile time) plus the machine, date and versions that
-`results_csv.write_rows` adds. Rows already in the CSV are kept: one row per recorded run.
+`results_csv.write_rows` adds. Rows already in the CSV are kept: one row per recorded run. Run from the
+repository root, as every experiment runs (see experiments/__init__.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from results_csv import append_rows  # noqa: E402
+from experiments.results_csv import append_rows
 
 FIELDS = ("steps", "set5_x2_psnr", "set5_x2_ssim", "bicubic_psnr", "bicubic_ssim", "margin_db",
           "train_minutes", "step_s", "compile_s", "wall_minutes")

@@ -1,6 +1,9 @@
-"""Times the authors' PyTorch LSM on one case; run by `bench_vs_reference.py` under a Python with torch.
+"""Times the authors' PyTorch LSM on one case; run by `experiments.bench_vs_reference` under a Python with torch.
 
     <torch-python> experiments/reference_worker.py CASE.json
+
+The one experiment run as a file, not as `-m experiments.reference_worker`: that Python need not have
+lsm_jax or this checkout on its path, and this worker imports neither (only torch, numpy, einops).
 
 CASE.json names the authors' checkout (`repo`), the architecture (`arch`: LSM or LSM_light), its
 constructor arguments (`kwargs`), the input (`input_npz`, NCHW float32 under key `x`), where to write

@@ -1,8 +1,10 @@
 r"""Renders the measured tables of README.md and docs/*.md from the committed CSVs in experiments/results/.
 
-    python experiments/render_tables.py           # rewrite every table block in place
-    python experiments/render_tables.py --check   # exit 1 and list the blocks that differ from their CSV
-    python experiments/render_tables.py --list    # the table names, their CSVs and where they are used
+    python -m experiments.render_tables           # rewrite every table block in place
+    python -m experiments.render_tables --check   # exit 1 and list the blocks that differ from their CSV
+    python -m experiments.render_tables --list    # the table names, their CSVs and where they are used
+
+(from the repository root, as every experiment runs: see experiments/__init__.py).
 
 A block in a Markdown file is
 
@@ -23,9 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from doc_tables import TABLES, Table  # noqa: E402
+from experiments.doc_tables import TABLES, Table
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = "experiments/results"

@@ -20,7 +20,8 @@ from lsm_jax.upscale import main as upscale_main
 from lsm_jax.model.extent import Extent
 from lsm_jax.model.network import LSM
 from lsm_jax.model.variants import network_config
-from test_train import compilation_cache  # noqa: F401  (one compile per program across the module)
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")  # one compile per program across the module
 
 WINDOW = 8
 # The command test's crops (1×1, an odd crop) and a photo crop whose sides are not bucket sizes;

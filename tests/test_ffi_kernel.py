@@ -225,10 +225,7 @@ def test_explicit_ffi_fails_in_one_line_and_auto_falls_back(tmp_path, case):
 
 @needs_compiler
 def test_bench_scan_memory_rows_differentiate_ffi_only_through_the_custom_vjp():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('bench_scan', ROOT / 'experiments' / 'bench_scan.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from experiments import bench_scan as bench
     rows = {r['strategy']: r for r in bench.memory_rows(2, 128)}
     assert rows['ffi']['temp_E'] is not None and 'note' not in rows['ffi']
     assert 'temp_E' not in rows['ffi_autodiff'] and 'no autodiff rule' in rows['ffi_autodiff']['note']

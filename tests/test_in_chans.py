@@ -16,7 +16,6 @@ from flax import nnx
 from PIL import Image
 
 from fixture_checkpoint import fixture_arrays, write_reference_files
-from test_train import compilation_cache  # noqa: F401  (the CLI's compile of GRAY's shape is a cache hit)
 from lsm_jax.data.quantize import quantize
 from lsm_jax.porting.checkpoint import ConversionError, convert
 from lsm_jax.inference.forward import Upscaler
@@ -24,6 +23,9 @@ from lsm_jax.model.saved import read_config
 from lsm_jax.upscale import main as upscale_main
 from lsm_jax.model.network import LSM, RGB_MEAN
 from lsm_jax.model.variants import network_config
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")  # the CLI's compile of GRAY's shape is a cache hit
+
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
@@ -97,7 +99,7 @@ def test_other_channel_counts_are_refused(tmp_path):
 
 def test_training_refuses_a_gray_model():
     from lsm_jax.training import sharding, step
-    from test_train import micro_config
+    from fixture_training import micro_config
     config = micro_config(**{"model.in_chans": 1})
     with pytest.raises(step.TrainingError, match="model.in_chans=1: training reads RGB images"):
         step.check_config(config, sharding.make_mesh(8, 1, 1))

@@ -4,7 +4,6 @@ committed CSVs, and every CSV records its machine, date and versions. Standard l
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -12,23 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from experiments import render_tables as rt
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_{name}", REPO / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-rt = _load("render_tables")
 
 
 def test_rendered_tables_match_their_csvs():
     problems = rt.process(REPO, write=False)
-    assert not problems, "run `python experiments/render_tables.py`:\n" + "\n".join(problems)
+    assert not problems, "run `python -m experiments.render_tables`:\n" + "\n".join(problems)
 
 
 def test_every_table_is_used_and_every_block_is_known():
@@ -111,7 +101,7 @@ def test_estimates_have_columns_of_their_own():
 
 
 def test_write_rows_adds_the_metadata(tmp_path):
-    results_csv = _load("results_csv")
+    from experiments import results_csv
     path = results_csv.write_rows(tmp_path / "x.csv", [{"a": 1, "jax": "own"}], fields=("a", "jax"))
     row = next(csv.DictReader(open(path, newline="")))
     assert list(row) == ["a", "jax", "machine", "date", "jaxlib"]
@@ -121,7 +111,7 @@ def test_write_rows_adds_the_metadata(tmp_path):
 def test_the_renderer_imports_no_jax():
     code = ("import sys, runpy; sys.argv = ['render_tables.py', '--check']; "
             "mods = sys.modules\n"
-            "try:\n    runpy.run_path('experiments/render_tables.py', run_name='__main__')\n"
+            "try:\n    runpy.run_module('experiments.render_tables', run_name='__main__')\n"
             "except SystemExit as e:\n    assert 'jax' not in mods, 'jax imported'; raise")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -9,7 +9,9 @@ from jax.sharding import PartitionSpec as P
 
 from lsm_jax.training import sharding
 from lsm_jax.training import step as train_step
-from test_train import compilation_cache, micro_config  # noqa: F401  (the fixture applies here too)
+from fixture_training import micro_config
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")  # the micro network's programs are shared
 
 
 def test_mesh_shape_takes_the_remaining_devices():

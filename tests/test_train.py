@@ -1,19 +1,17 @@
 """The training loop: exact resume, preemption, non-finite stops, finetune loading, checkpoints, CLI.
 
-Every run uses `micro_config()`: one WMS + one CML block on 8×8 LR patches, batch 8 over the
-8 fake CPU devices. Compiled programs are shared through JAX's persistent compilation cache, so
-each distinct program compiles once per session (subprocesses included).
+Every run uses `micro_config()` (tests/fixture_training.py): one WMS + one CML block on 8×8 LR
+patches, batch 8 over the 8 fake CPU devices. Compiled programs are shared through JAX's persistent
+compilation cache (the `compilation_cache` fixture of conftest.py), so each distinct program compiles
+once per session (subprocesses included).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -23,77 +21,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lsm_jax.training import checkpointing
+from fixture_training import MICRO_OVERRIDES, REPO, micro_config, params_of, subprocess_env
 from lsm_jax import train as cli
-from lsm_jax.training import finetune, loop, step as train_step
 from lsm_jax.model.saved import load_model
 from lsm_jax.model.network import LSM
+from lsm_jax.training import checkpointing, finetune, loop, step as train_step
+from lsm_jax.training.config_loader import load_config
 from lsm_jax.training.state import merge_pretrained, split_model
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE_DIR = Path(tempfile.gettempdir()) / "lsm_jax_test_xla_cache"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache():
-    """JAX's persistent compilation cache for this module (and its subprocesses): every run builds
-    new jitted functions, and the cache compiles each distinct program once. The previous settings
-    are put back for the other test modules."""
-    from jax.experimental.compilation_cache import compilation_cache as cc
-    old = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
-                                               "jax_persistent_cache_min_compile_time_secs")}
-    jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    cc.reset_cache()
-    yield
-    for key, value in old.items():
-        jax.config.update(key, value)
-    cc.reset_cache()
-
-
-def load_config(variant: str = "lsm_light", recipe: str = "tiny"):
-    """`configs/<variant>.py:<recipe>` as the command line would load it."""
-    spec = importlib.util.spec_from_file_location(f"configs_{variant}", REPO / "configs" / f"{variant}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(recipe)
-
-
-MICRO_MODEL = dict(embed_dim=32, depth=[2], num_heads=[2], num_tokens=8, d_state=2, split_size=[4, 4])
-MICRO_OVERRIDES = [f"--config.model.{k}={v if isinstance(v, str) else tuple(v) if isinstance(v, list) else v}"
-                   for k, v in MICRO_MODEL.items()] + [
-    "--config.model.scan.impl=sequential",
-    "--config.patch_size=8", "--config.batch_size=8", "--config.eval.every=0", "--config.progress_bar=False",
-    "--config.data.read_threads=1"]
-
-
-def micro_config(total_steps: int = 4, **fields):
-    """The tiny LSM-light recipe shrunk to the smallest network that has both block types."""
-    config = load_config()
-    config.model.update(MICRO_MODEL)
-    config.model.scan.impl = "sequential"
-    config.patch_size, config.batch_size, config.total_steps = 8, 8, total_steps
-    config.eval.every, config.checkpoint.every, config.progress_bar = 0, 2, False
-    config.data.read_threads = 1
-    for key, value in fields.items():
-        target = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
-    return config
-
-
-def subprocess_env() -> dict[str, str]:
-    """The test process's environment (8 CPU devices) plus the shared compilation cache."""
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(CACHE_DIR), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return env
-
-
-def params_of(directory) -> list[np.ndarray]:
-    model, _ = load_model(directory)
-    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
 @pytest.fixture(scope="module")
@@ -436,21 +372,21 @@ def test_schedule_matches_basicsr():
 
 
 def test_recipes_carry_the_authors_hyperparameters():
-    light = load_config("lsm_light", "x2_scratch")
+    light = load_config("lsm_light:x2_scratch")
     assert (light.model.arch, light.patch_size, light.data.gt_size, light.batch_size) == ("LSM_light", 64, 128, 32)
     optim = light.optim
     assert (optim.b1, optim.b2, optim.weight_decay, optim.warmup_steps, optim.lr) == (0.9, 0.9, 0.0, 20000, 2e-4)
     assert light.ema_decay == 0.999 and light.model.drop_path_rate == 0.1 and light.model.semantics == "paper"
-    x4 = load_config("lsm", "x4_finetune")
+    x4 = load_config("lsm:x4_finetune")
     assert (x4.optim.lr, x4.patch_size, x4.data.gt_size, x4.model.upscale, x4.init_strict) == (1e-4, 92, 368, 4, False)
     assert x4.optim.milestones == (125000, 200000, 225000, 237500) and x4.total_steps == 250000
-    s3 = load_config("lsm_s", "x3_finetune")
+    s3 = load_config("lsm_s:x3_finetune")
     assert (s3.optim.lr, s3.patch_size, len(s3.model.depth)) == (2e-4, 96, 6)
     for variant in ("lsm", "lsm_s", "lsm_light"):
-        tiny = load_config(variant, "tiny")
+        tiny = load_config(f"{variant}:tiny")
         assert tiny.model.embed_dim == 32 and tiny.data.source == "embedded"
     with pytest.raises(ValueError, match="unknown recipe 'x5'"):
-        load_config("lsm", "x5")
+        load_config("lsm:x5")
 
 
 def test_reference_semantics_keeps_the_authors_per_gpu_recurrence_groups():

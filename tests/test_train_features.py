@@ -11,7 +11,7 @@ import pytest
 from lsm_jax.model import smu
 from lsm_jax.training import lr_scaling, loop, reporting, sharding
 from lsm_jax.training.step import TrainingError, build, check_config, split_micro_batches
-from test_train import micro_config
+from fixture_training import micro_config
 
 # Compiler options for programs a test runs once: XLA's CPU backend skips LLVM's optimisations, which
 # about halves the compile time; the HLO program (what is computed) is the same.

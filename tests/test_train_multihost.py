@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from lsm_jax.training import checkpointing, cli, loop
-from test_train import MICRO_OVERRIDES, REPO, compilation_cache, params_of, subprocess_env  # noqa: F401
+from fixture_training import MICRO_OVERRIDES, REPO, params_of, subprocess_env
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
 def _free_port() -> int:

@@ -17,10 +17,11 @@ from fixture_png import plain_png, rng_img
 from lsm_jax.data.image_io import ImageFileError, read_image
 from lsm_jax.data.quantize import quantize
 from lsm_jax.evaluation.metrics import quantize as metrics_quantize
-from test_train import compilation_cache  # noqa: F401  (each real-model run compiles one program once)
 from lsm_jax import upscale
 from lsm_jax.upscale import main
 from lsm_jax.inference.image_files import resize_alpha, upscale_file, upscale_paths
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")  # each real-model run compiles one program once
 
 S = 2
 
