@@ -46,7 +46,7 @@ def run_point(p: dict) -> dict:
     side = p["side"]
     lr = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    tile = fn._tile_for(side, side)                         # private: to become public (tile_for)
+    tile = fn.tile_for(side, side)
     t0 = time.perf_counter()
     warm = lr if tile is None else lr[:tile, :tile]
     jax.block_until_ready(fn(warm))                         # compile (the tile shape for tiled runs)

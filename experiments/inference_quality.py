@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments.results_csv import write_rows
 from lsm_jax.evaluation.metrics import sr_scores
-from lsm_jax.evaluation.scoring import _load_pair, find_pairs  # _load_pair: to become public (load_pair)
+from lsm_jax.evaluation.scoring import load_pair, find_pairs
 from lsm_jax.inference.forward import Upscaler
 from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn
 from lsm_jax.inference.tiling import plan_axis
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         seams = {m: [] for m in methods if m.startswith("tiled")}
         finite = {m: True for m in methods}
         for pair in pairs:
-            lr, hr = _load_pair(pair, s)
+            lr, hr = load_pair(pair, s)
             x = lr.astype(np.float32) / np.float32(255.0)
             base = None
             for m, fn in methods.items():

@@ -19,7 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from lsm_jax.training import checkpointing, cli, loop
+from lsm_jax import train as cli
+from lsm_jax.training import checkpointing, loop
 from fixture_training import MICRO_OVERRIDES, REPO, params_of, subprocess_env
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")

@@ -88,7 +88,7 @@ def find_pairs(data_dir: str | Path, scale: int) -> tuple[str, list[ImagePair], 
     return root.name, pairs, False
 
 
-def _load_pair(pair: ImagePair, scale: int) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(pair: ImagePair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(LR uint8 (h, w, 3), HR uint8 cropped to (h·s, w·s, 3))."""
     hr = read_rgb8(pair.hr)
     if pair.lr is None:
@@ -121,7 +121,7 @@ def evaluate_folder(upscale_fn: UpscaleFn, data_dir: str | Path, scale: int, pro
     name, pairs, on_the_fly = find_pairs(data_dir, scale)
     images = []
     for pair in tqdm(pairs, desc=f"{name} x{scale}", unit="img", disable=not progress, file=sys.stderr):
-        lr, hr = _load_pair(pair, scale)
+        lr, hr = load_pair(pair, scale)
         sr = np.asarray(upscale_fn(lr.astype(np.float32) / np.float32(255.0)))
         if sr.shape != hr.shape:
             raise ValueError(

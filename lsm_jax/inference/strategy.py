@@ -63,7 +63,7 @@ class TiledRunner:
             self.report(f"note: a {format_size(self.budget)} budget is below the runtime's own "
                         f"~{format_size(FIXED_BYTES)}; using the smallest tiles")
 
-    def _tile_for(self, h: int, w: int) -> int | None:
+    def tile_for(self, h: int, w: int) -> int | None:
         ens = 8 if self.opts.ensemble else 1
         if self.cap is None and whole_image_bytes(self.cfg, h, w, ens, self.batch) <= self.budget:
             return None
@@ -77,7 +77,7 @@ class TiledRunner:
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         h, w = lr.shape[:2]
-        tile = self._tile_for(h, w)
+        tile = self.tile_for(h, w)
         while True:
             try:
                 sizes = (lambda n: bucket_side(n, self.align)) if self.opts.buckets else None
