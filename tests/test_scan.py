@@ -1,7 +1,10 @@
 """Every scan strategy against a float64 NumPy loop: values, reverse, h0, h_last, broadcast a, odd
 lengths, 65,536 steps, |a| → 1; gradients against jax.grad through the sequential oracle; the training
 loss and gradients of a tiny network under every strategy but 'sharded'; the sharded scan on 4 and 8
-fake devices; the Pallas TPU kernel compiled ahead of time when libtpu is installed."""
+fake devices; the Pallas TPU kernel compiled ahead of time when libtpu is installed. The strategies
+are the registry's entries (`lsm_jax.scan.registry.STRATEGIES`): they parametrise these tests, which
+also check what each entry claims (autodiff without the custom VJP, where 'auto' runs); the registry
+itself (validation, the docs table, the axis legend) is tested in tests/test_scan_registry.py."""
 
 import contextlib
 import importlib.util
@@ -13,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsm_jax.scan import SCAN_IMPLS, ComplexPair, linear_recurrence
+from lsm_jax.scan import SCAN_IMPLS, STRATEGIES, ComplexPair, linear_recurrence
 
-STRATEGIES = ['sequential', 'associative', 'chunked', 'two_pass', 'pallas', 'ffi', 'sharded']
+CONCRETE = [name for name, entry in STRATEGIES.items() if entry.function is not None]   # all but 'auto'
 
 
 def _ffi_or_skip(impl: str) -> None:
@@ -64,7 +67,7 @@ CASES = [(1, False, 'full', True), (2, True, 'channel', True), (3, False, 'step'
          (777, True, 'full', True), (777, False, 'channel', True)]
 
 
-@pytest.mark.parametrize('impl', STRATEGIES)
+@pytest.mark.parametrize('impl', CONCRETE)
 @pytest.mark.parametrize('length, reverse, broadcast, with_h0', CASES)
 def test_values_against_float64_loop(impl, length, reverse, broadcast, with_h0):
     _ffi_or_skip(impl)
@@ -119,7 +122,7 @@ def test_axis_zero_real_inputs_and_bfloat16_storage():
 
 
 
-@pytest.mark.parametrize('impl', STRATEGIES)
+@pytest.mark.parametrize('impl', CONCRETE)
 def test_complex_pairs_in_bfloat16(impl):
     _ffi_or_skip(impl)
     from jax import ad_checkpoint
@@ -156,7 +159,7 @@ def test_mismatched_pair_is_refused():
     with pytest.raises(ValueError, match='x is a ComplexPair with planes'):
         linear_recurrence(jnp.ones((3,)), x)
 
-@pytest.mark.parametrize('impl', STRATEGIES)
+@pytest.mark.parametrize('impl', CONCRETE)
 @pytest.mark.parametrize('length, reverse', [(5, False), (300, True)])
 def test_gradients_against_sequential_autodiff(impl, length, reverse):
     _ffi_or_skip(impl)
@@ -198,7 +201,34 @@ def test_bad_arguments_are_rejected():
         linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='sharded')
     with pytest.raises(ValueError, match='threads must be an int >= 0'):
         linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='ffi', threads=-1)
-    assert set(STRATEGIES) | {'auto'} == set(SCAN_IMPLS)
+    with pytest.raises(ValueError, match="inner must be one of"):
+        linear_recurrence(jnp.ones(3), jnp.ones(3), axis=0, impl='sharded', mesh_axis='seq', inner='sharded')
+
+
+# What the registry's entries claim (the registry itself: tests/test_scan_registry.py).
+@pytest.mark.parametrize('impl', CONCRETE)
+def test_plain_autodiff_is_as_the_entry_says(impl):
+    _ffi_or_skip(impl)
+    a, x, _ = _case(5, (2, 16, 3), 1, (3,), 0.9, False)
+
+    def grad(impl, **options):
+        return jax.jit(jax.grad(lambda x: jnp.sum(jnp.abs(linear_recurrence(
+            a, x, impl=impl, custom_vjp=False, **options)) ** 2)))
+    if STRATEGIES[impl].plain_autodiff:
+        assert _rel(grad(impl, **_options(impl))(x), np.asarray(grad('sequential')(x))) <= 1e-5
+    else:          # a custom call: JAX has no rule for it ('ffi': ValueError; 'pallas': a failed assert)
+        with pytest.raises((ValueError, AssertionError, NotImplementedError)):
+            grad(impl, **_options(impl))(x)
+
+
+def test_auto_picks_an_entry_that_runs_on_the_platform():
+    from lsm_jax.scan import pick_impl
+    for platform in ('cpu', 'gpu', 'tpu'):
+        for length, width in [(1, 1), (511, 32), (512, 32), (4096, 128), (65536, 4096)]:
+            picked = pick_impl(length, platform, width)
+            assert STRATEGIES[picked].function and platform in STRATEGIES[picked].platforms, (platform, picked)
+            assert STRATEGIES[picked].partitioning != 'replicated'     # 8 devices: no custom call
+    assert pick_impl(100, 'tpu') == pick_impl(100, 'gpu') == 'associative'
 
 
 @pytest.mark.skipif(importlib.util.find_spec('libtpu') is None, reason='libtpu not installed (extra "tpu")')

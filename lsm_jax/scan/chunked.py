@@ -1,5 +1,8 @@
 """The chunked strategies: the scanned axis cut into chunks of `chunk` steps.
 
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3 and h (P, L, Q), h0 and h_last (P, Q);
+C = `chunk` steps per chunk, K = ceil(L / C) chunks (L padded to K·C with identity steps).
+
 - `scan_chunked` (one pass and a fix-up): every chunk scanned from zero, vectorised over chunks (its
   cumulative products kept), the chunk ends combined associatively, then h = local + Πa·carry-in.
 - `scan_two_pass`: pass 1 reads a and x once to get each chunk's summary (Πa, end state from zero);
@@ -23,7 +26,8 @@ def _flip(a3, x3):
 
 
 def scan_chunked(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, chunk: int = 256):
-    """One pass and a fix-up (see the module docstring); computes in float32 / complex64."""
+    """a3, x3, h0 -> (h (P, L, Q), h_last (P, Q)): one pass over (C, P, K, Q) and a fix-up (see the
+    module docstring); computes in float32 / complex64."""
     compute = result_dtype(a3, x3)
     length = x3.shape[1]
     if reverse:                 # a reversed scan is the forward scan of the flipped sequence
@@ -35,7 +39,7 @@ def scan_chunked(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bo
     a, x = _pad(a, x, chunk)
     p, lp, q = x.shape
     n = lp // chunk
-    a_c = a.reshape(p, n, chunk, q).transpose(2, 0, 1, 3)       # (chunk, P, n, Q)
+    a_c = a.reshape(p, n, chunk, q).transpose(2, 0, 1, 3)       # (C, P, K, Q)
     x_c = x.reshape(p, n, chunk, q).transpose(2, 0, 1, 3)
 
     def step(carry, ax):
@@ -55,8 +59,9 @@ def scan_chunked(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bo
 
 def scan_two_pass(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, chunk: int = 256,
                   unroll: int = 1):
-    """Summaries, carry-ins, rescan (see the module docstring). h is stored in x's dtype; the state
-    is carried in float32 / complex64."""
+    """a3, x3, h0 -> (h (P, L, Q), h_last (P, Q)): summaries (Π a (1|P, K, 1|Q), end states (P, K, Q)),
+    carry-ins, rescan of x as (P, K, C, Q) (see the module docstring). h is stored in x's dtype; the
+    state is carried in float32 / complex64."""
     compute = result_dtype(a3, x3)
     store = x3.dtype if jnp.issubdtype(x3.dtype, jnp.floating) else compute
     length = x3.shape[1]
@@ -67,7 +72,7 @@ def scan_two_pass(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: b
     pad = lp - length
     x4 = x3.reshape(p, n, chunk, q)
     const_a = a3.shape[1] == 1
-    a4 = a3[:, :, None] if const_a else a3.reshape(a3.shape[0], n, chunk, a3.shape[2])   # (Pa, n|1, c|1, Qa)
+    a4 = a3[:, :, None] if const_a else a3.reshape(a3.shape[0], n, chunk, a3.shape[2])   # (1|P, K|1, C|1, 1|Q)
 
     def at(k):                  # chunk position of loop step k, in scan order
         return chunk - 1 - k if reverse else k

@@ -1,5 +1,7 @@
 """The 'ffi' strategy: a C++ loop on the CPU, called as an XLA FFI custom call (`ffi_kernel.cc`).
 
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3 and h (P, L, Q), h0 and h_last (P, Q).
+
 One pass over memory: a and x read once, h written once (24 bytes per complex64 element, the floor
 `experiments/bench_scan.py` measures against), the state of a block of 64 lanes kept in registers,
 (p, lane block) work units spread over `threads` threads. `threads=0` (the default) means the CPUs
@@ -261,7 +263,7 @@ def resolved_threads(threads: int = 0) -> int:
 
 def scan_ffi(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, threads: int = 0,
              test_fault: str = ""):
-    """Canonical form (see `lsm_jax.scan.common`) -> (h, h_last); h stored in x's dtype.
+    """a3, x3, h0 -> (h (P, L, Q) in x's dtype, h_last (P, Q)).
     `test_fault` ('', 'spawn', 'error'): the kernel's test hooks, see `FAULTS`."""
     if jax.default_backend() != "cpu":
         raise ValueError(f"scan impl 'ffi' runs on the CPU only (the backend is {jax.default_backend()})")

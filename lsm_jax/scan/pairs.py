@@ -1,5 +1,9 @@
 """Complex numbers as (re, im) pairs of real planes: complex values in bfloat16 storage.
 
+Axes (legend: `lsm_jax.scan.common`): a pair has the shape of the complex array it stands for, each
+plane that shape: x (B, L, N) is two (B, L, N) planes, h_last (B, N) two (B, N) planes. Nothing here
+depends on the shape.
+
 XLA has no bfloat16 complex type, so a complex recurrence kept in low precision travels as two real
 arrays, as recurrentgemma's `Complex` does:
 
@@ -24,7 +28,8 @@ import jax.numpy as jnp
 
 
 class ComplexPair(NamedTuple):
-    """A complex array as two real arrays of one shape and dtype (a pytree; jit/grad pass it through)."""
+    """A complex array of any shape S as two real arrays re, im of shape S and one dtype (a pytree;
+    jit/grad pass it through)."""
     re: jax.Array
     im: jax.Array
 
@@ -64,10 +69,10 @@ def check_pair(value: ComplexPair, name: str) -> None:
 
 
 def widen(value):
-    """A ComplexPair as complex64; anything else as it is."""
+    """A ComplexPair of shape S as a complex64 array of shape S; anything else (None too) as it is."""
     return value.to_complex() if isinstance(value, ComplexPair) else value
 
 
 def narrow(h: jax.Array, dtype) -> ComplexPair:
-    """A complex h as planes of `dtype`."""
+    """A complex h of shape S as a ComplexPair of two `dtype` planes of shape S."""
     return ComplexPair(jnp.real(h).astype(dtype), jnp.imag(h).astype(dtype))

@@ -1,13 +1,16 @@
 """The Pallas strategy: a TPU kernel, sequential within a sequence block, the state carried across blocks.
 On a GPU backend the strategy runs the chunked two-pass kernel of `lsm_jax.scan.pallas_gpu` instead.
 
-Layout: the canonical (P, L, Q) input becomes time-major planes (L, M), M = P·Q padded to a multiple
-of 128, so B·N (not N = 32 alone) fills the 128 lanes; complex numbers travel as two float32 planes
-(TPUs have no complex vector type). The grid is (M/128 lane blocks: parallel, L/block_len sequence
-blocks: arbitrary, in scan order); each step loops over its `block_len` rows, and the state lives in
-VMEM scratch between sequence blocks. With `interpret=None` the kernel runs natively on a TPU and in
-Pallas' interpret mode elsewhere (the CPU tests check its values; `tests/test_scan.py` also compiles
-it ahead of time for a TPU target when libtpu is installed).
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3 and h (P, L, Q), h0 and h_last (P, Q);
+M = P·Q lanes, C = `block_len` steps per block.
+
+Layout: the canonical (P, L, Q) input becomes time-major planes (L, M), M padded to a multiple of
+128, so B·N (not N = 32 alone) fills the 128 lanes; complex numbers travel as two float32 planes
+(TPUs have no complex vector type). The grid is (M/128 lane blocks: parallel, L/C sequence blocks:
+arbitrary, in scan order); each step loops over its C rows, and the state lives in VMEM scratch
+between sequence blocks. With `interpret=None` the kernel runs natively on a TPU and in Pallas'
+interpret mode elsewhere (the CPU tests check its values; `tests/test_scan.py` also compiles it
+ahead of time for a TPU target when libtpu is installed).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def _kernel(reverse: bool, block_len: int, has_h0: bool):
 
 def scan_pallas(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, block_len: int = 256,
                 interpret: bool | None = None):
-    """Canonical form (see `lsm_jax.scan.common`); computes in float32 planes, returns complex64
+    """a3, x3, h0 -> (h (P, L, Q), h_last (P, Q)); computes in float32 (L, M) planes, returns complex64
     (or float32 for real inputs)."""
     if jax.default_backend() == 'gpu':        # the chunked two-pass kernel (Triton), lsm_jax.scan.pallas_gpu
         from lsm_jax.scan.pallas_gpu import scan_pallas_gpu

@@ -1,12 +1,15 @@
 """The Pallas strategy on GPUs: a chunked two-pass kernel (Triton lowering).
 
-The canonical (P, L, Q) input becomes time-major float32 planes (L, M), M = P·Q lanes (complex as
-two planes, as on the TPU). The sequence is cut into chunks of `block_len` steps so that a GPU has
-(M / 32) × (L / block_len) programs to run, not M / 32:
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3 and h (P, L, Q), h0 and h_last (P, Q);
+M = P·Q lanes, C = `block_len` steps per chunk (a power of two), K = L / C chunks.
+
+The canonical (P, L, Q) input becomes time-major float32 planes (L, M) (complex as two planes, as on
+the TPU). The sequence is cut into K chunks of C steps so that a GPU has K × (M / 32) programs to
+run, not M / 32:
 
   pass 1  every (chunk, lane block) program runs the recurrence from zero over its chunk and writes
-          the chunk's summary (Π a, end state);
-  carry   a short sequential scan over the L / block_len summaries (XLA) gives each chunk's carry-in;
+          the chunk's summary (Π a, end state), (K, M) each;
+  carry   a short sequential scan over the K summaries (XLA) gives each chunk's carry-in;
   pass 2  every program rescans its chunk from its carry-in and writes h.
 
 40 bytes per complex64 element, as `two_pass`. Off a GPU it runs in Pallas' interpret mode (the CPU
@@ -56,7 +59,7 @@ def _rescan_kernel(reverse: bool, block_len: int):
 
 def scan_pallas_gpu(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, block_len: int = 256,
                     interpret: bool | None = None):
-    """Canonical form (see `lsm_jax.scan.common`) -> (h, h_last); computes in float32 planes."""
+    """a3, x3, h0 -> (h (P, L, Q), h_last (P, Q)); computes in float32 (L, M) planes, summaries (K, M)."""
     compute = result_dtype(a3, x3)
     if interpret is None:
         interpret = jax.default_backend() != "gpu"

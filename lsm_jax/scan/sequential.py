@@ -1,4 +1,7 @@
-"""The sequential strategy: `jax.lax.scan`, one step at a time. The oracle the others are tested against."""
+"""The sequential strategy: `jax.lax.scan`, one step at a time. The oracle the others are tested against.
+
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3 and h (P, L, Q), h0 and h_last (P, Q).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from lsm_jax.scan.common import result_dtype
 
 def scan_sequential(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *,
                     unroll: int = 1):
-    """Canonical a3 (Pa, La, Qa), x3 (P, L, Q), h0 (P, Q) | None -> (h (P, L, Q), h_last (P, Q)).
+    """a3 (1|P, 1|L, 1|Q), x3 (P, L, Q), h0 (P, Q) | None -> (h (P, L, Q), h_last (P, Q)).
 
     h is stored in x's dtype (bf16 storage); the carried state is float32 / complex64.
     """

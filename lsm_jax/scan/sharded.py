@@ -1,7 +1,10 @@
 """The sharded strategy: the scanned axis split over the devices of one mesh axis (`shard_map`).
 
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3 and h (P, L, Q), h0 and h_last (P, Q);
+D devices on `mesh_axis`, each holding L / D steps (L padded to a multiple of D with identity steps).
+
 Each shard scans its piece from zero with the inner strategy, keeping its end state and Π a. The
-shards all-gather these (one (P, Q) state and one (Pa, Qa) product per device: tiny), fold them in
+shards all-gather these (one (P, Q) state and one (1|P, 1|Q) product per device: tiny), fold them in
 scan order into each shard's carry-in, and rescan their piece from it. Only the scanned mesh axis
 is manual; other mesh axes (a batch axis, say) stay under the compiler's automatic sharding. The
 backward pass is the same sharded scan in reverse (`lsm_jax.scan.vjp`).
@@ -26,8 +29,8 @@ def _mesh_of(mesh):
 
 def scan_sharded(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bool, *, inner, mesh_axis: str,
                  mesh=None):
-    """Canonical form (see `lsm_jax.scan.common`); `inner(a3, x3, h0, reverse) -> (h, h_last)` runs on
-    each shard."""
+    """a3, x3, h0 -> (h (P, L, Q), h_last (P, Q)), L split over the D devices of `mesh_axis`; `inner`, a
+    `CanonicalScan`, runs on each shard's (P, L / D, Q) piece."""
     mesh = _mesh_of(mesh)
     if mesh_axis not in mesh.shape:
         raise ValueError(f"scan impl 'sharded': mesh_axis={mesh_axis!r} is not an axis of the mesh "
@@ -50,7 +53,7 @@ def scan_sharded(a3: jax.Array, x3: jax.Array, h0: jax.Array | None, reverse: bo
         a_c = a_s.astype(compute)
         prod = jax.lax.integer_pow(a_c[:, 0], local_len) if const_a else jnp.prod(a_c, axis=1)
         ends = jax.lax.all_gather(end.astype(compute), mesh_axis)       # (D, P, Q)
-        prods = jax.lax.all_gather(prod, mesh_axis)                     # (D, Pa, Qa)
+        prods = jax.lax.all_gather(prod, mesh_axis)                     # (D, 1|P, 1|Q)
         order = range(devices - 1, -1, -1) if reverse else range(devices)
         carries, c = [None] * devices, h0_s
         for i in order:          # D is small: fold the shards in scan order

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import ml_collections
 
-from lsm_jax.scan import SCAN_OPTIONS, check_options
+from lsm_jax.scan import OPTIONS, check_options
 
 
 class ScanSpec(NamedTuple):
@@ -23,11 +23,15 @@ class ScanSpec(NamedTuple):
 
 
 def scan_config(impl: str = 'auto') -> ml_collections.ConfigDict:
-    """The default `config.model.scan`: every option of `SCAN_OPTIONS` except `mesh` (taken from
-    `jax.set_mesh` when the sharded strategy runs)."""
-    fields = {k: v for k, v in SCAN_OPTIONS.items() if k not in ('mesh', 'interpret')}
-    cfg = ml_collections.ConfigDict(dict(impl=impl, **fields))
-    cfg.interpret = ml_collections.FieldReference(None, field_type=bool)   # Pallas: None = off TPU only
+    """The default `config.model.scan`: `impl` and every option of the registry (`OPTIONS`) that is
+    `in_config` (not `mesh`: `jax.set_mesh` gives it when the sharded strategy runs). An option whose
+    default is None is a typed field (`interpret`: None, True or False)."""
+    cfg = ml_collections.ConfigDict(dict(impl=impl))
+    for name, option in OPTIONS.items():
+        if option.in_config:
+            field_type = next(t for t in option.types if t is not type(None))
+            cfg[name] = (option.default if option.default is not None
+                         else ml_collections.FieldReference(None, field_type=field_type))
     return cfg
 
 

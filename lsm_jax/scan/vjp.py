@@ -1,5 +1,7 @@
 """The custom VJP the strategies share: the backward pass is itself a linear recurrence.
 
+Axes (legend: `lsm_jax.scan.common`): a3 (1|P, 1|L, 1|Q), x3, h and g (P, L, Q), h0 (P, Q).
+
 With h_k = a_k·h_{k-1} + x_k (h_{-1} = h0) and cotangents ḡ on h and on h_last, the total cotangent of
 h_k is g_k = ḡ_k + a_{k+1}·g_{k+1} (+ the h_last cotangent at the last step): the *reverse* recurrence
 on the cotangents with a shifted by one step. Then dx_k = g_k, da_k = g_k·h_{k-1}, dh0 = a_0·g_0.
@@ -38,8 +40,9 @@ def _like(value: jax.Array, ref: jax.Array) -> jax.Array:
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
 def recurrence(fn, reverse: bool, has_h0: bool, save_dtype, a3, x3, h0):
-    """fn(a3, x3, h0 | None, reverse) -> (h, h_last), differentiated by the reverse recurrence.
-    `save_dtype`: None, or the plane dtype a complex h is saved in for the backward pass."""
+    """fn(a3, x3, h0 | None, reverse) -> (h (P, L, Q), h_last (P, Q)), differentiated by the reverse
+    recurrence; `fn` a `CanonicalScan`, h0 (P, Q) (zeros and ignored unless `has_h0`). `save_dtype`:
+    None, or the plane dtype a complex h is saved in for the backward pass."""
     return fn(a3, x3, h0 if has_h0 else None, reverse)
 
 
