@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fixture_checkpoint import fixture_arrays, tiny_checkpoint
+from lsm_jax.model.network import capture
 from lsm_jax.model.saved import load_model
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
@@ -25,10 +26,9 @@ def checkpoint(tmp_path_factory):
 def reference_run(arrays, checkpoint):
     model, cfg = load_model(checkpoint)
     assert cfg.semantics == 'reference'
-    capture = {}
     with jax.default_matmul_precision('highest'):
-        y = model(jnp.asarray(arrays['io/input'].transpose(NCHW_TO_NHWC)), capture=capture)
-    return np.asarray(y), capture
+        y, acts = capture(model, jnp.asarray(arrays['io/input'].transpose(NCHW_TO_NHWC)))
+    return np.asarray(y), acts
 
 
 def _max_abs(a, b):
@@ -75,6 +75,37 @@ def test_lru_internals_first_sorted_positions(arrays, reference_run, ours, their
     value = np.asarray(cml[ours])[:, :k]
     assert _max_abs(value.real, arrays[f'cml/{theirs}_re_first']) <= 1e-5
     assert _max_abs(value.imag, arrays[f'cml/{theirs}_im_first']) <= 1e-5
+
+
+def test_capture_jitted_equals_eager_and_leaves_no_state(arrays, checkpoint, reference_run):
+    """The studies' jitted capture (eigen.capture_cml) records what the eager one does; sown values
+    never stay on the model, and the output is the plain forward's, bit for bit."""
+    from flax import nnx
+    from lsm_jax.studies.eigen import capture_cml
+    model, _ = load_model(checkpoint)
+    image = arrays['io/input'][0].transpose(1, 2, 0)
+    with jax.default_matmul_precision('highest'):
+        blocks = capture_cml(model, image)
+        plain = np.asarray(model(jnp.asarray(image)[None]))
+    eager = reference_run[1]['cml_blocks']
+    assert len(blocks) == len(eager) == 4
+    for jitted, ref in zip(blocks, eager):
+        assert set(jitted) == {'category', 'sort_idx', 'lru_lambda_eff', 'lru_states'}
+        np.testing.assert_array_equal(jitted['category'], np.asarray(ref['category']))
+        np.testing.assert_array_equal(jitted['sort_idx'], np.asarray(ref['sort_idx']))
+        assert jitted['lru_states'].shape == jitted['lru_lambda_eff'].shape == (1, 19 * 27, 4)
+        assert np.max(np.abs(jitted['lru_states'] - np.asarray(ref['lru_states']))) <= 1e-5
+    assert not jax.tree.leaves(nnx.state(model, nnx.Intermediate))
+    np.testing.assert_array_equal(plain, reference_run[0])
+
+
+def test_sowing_computes_nothing_outside_capture(checkpoint):
+    """Reference semantics at batch 1 have no recurrence and stay in real arithmetic: λ, Mk_A and the
+    complex states that a capture records are not even traced without one."""
+    model, _ = load_model(checkpoint)
+    x = jnp.zeros((1, 8, 8, 3))
+    assert 'complex' not in str(jax.make_jaxpr(lambda x: model(x))(x))
+    assert 'complex' in str(jax.make_jaxpr(lambda x: capture(model, x))(x))
 
 
 # Every scan strategy through the whole network; 'sharded' splits the scanned axis over 4 devices.

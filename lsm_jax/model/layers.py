@@ -1,13 +1,26 @@
-"""Building blocks shared by the LSM modules: linear, convolution, LayerNorm, the gated MLP, DropPath.
+"""Building blocks shared by the LSM modules: linear, convolution, LayerNorm, the gated MLP, DropPath,
+and `sow`, which records an intermediate activation when the network runs under `network.capture`.
 
-Axis legend used in shape comments throughout the package:
-  B batch, H/W height/width of the LR feature map, L = H·W tokens in raster order,
-  C embed_dim, Hd MLP hidden width, T prototypes (num_tokens), N LRU states (d_state).
+Axis legend of every shape in `lsm_jax.model` (docstrings and comments):
+
+    B       batch
+    H, W    height and width of the LR feature map (the input image's size, or its padded bucket)
+    L       = H·W tokens in raster (row-major) order
+    Cin     image channels (`in_chans`: 3 RGB, 1 gray)
+    C       embed_dim, the channels of the token and feature maps
+    F       the classic tail's feature width (NUM_FEAT = 64)
+    s       the upscale factor (2, 3, 4); r a pixel-shuffle factor
+    Hd      the MLP hidden width int(C·mlp_ratio); Hd/2 its gated half
+    T       prototypes of the SMU dictionary (`num_tokens`), i.e. the categories of the tokens
+    N       LRU states (`d_state` = T/4)
+    Hp, Wp  the map padded to a multiple of the window; hs×ws a window, n = hs·ws tokens in it,
+            nW = (Hp/hs)·(Wp/ws) windows; heads per branch, d = (C/2)/heads the head width
+    P       relative offsets within a window, (2hs−1)·(2ws−1)
 
 Parameters carry *logical* axis names in their `out_sharding` metadata (never mesh axes): the
 training code maps them onto a device mesh through one table of rules (`lsm_jax.training.sharding`).
 Logical names: 'embed' (C), 'mlp' (expanded widths: MLP hidden, qkv), 'prototypes' (T),
-'state' (N), 'conv_spatial' (3×3 kernel taps), 'feat' (upsampler features), None (small vectors).
+'state' (N), 'conv_spatial' (3×3 kernel taps), 'feat' (F), None (small vectors).
 
 Initialisers follow the reference (spec §7): Linear weights truncated normal (std 0.02), biases 0;
 convolutions torch's default kaiming-uniform (bound 1/sqrt(fan_in)) for weights and biases.
@@ -25,6 +38,19 @@ from flax import nnx
 from lsm_jax.model.extent import Extent, zero_outside
 
 Names = tuple[str | None, ...]
+
+
+def _record(_previous, value):
+    return value() if callable(value) else value
+
+
+def sow(module: nnx.Module, **values) -> None:
+    """Records each keyword as an `nnx.Intermediate` of `module` when the call runs under
+    `nnx.capture` (`lsm_jax.model.network.capture`); otherwise does nothing. A value may be a function
+    of no arguments, called only when recorded, so that what only a capture needs is never computed
+    (nor traced) otherwise. A second value of the same name replaces the first."""
+    for name, value in values.items():
+        module.sow(nnx.Intermediate, name, value, reduce_fn=_record, capture_noop=True)
 
 
 def param(value: jax.Array, names: Names | None = None) -> nnx.Param:
@@ -60,6 +86,7 @@ class Linear(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """x (..., din) -> (..., dout) in `dtype`."""
         y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
@@ -74,6 +101,7 @@ class LayerNorm(nnx.Module):
         self.bias = param(jnp.zeros((dim,), jnp.float32), names)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """x (..., dim) -> (..., dim), in x's dtype."""
         x32 = x.astype(jnp.float32)
         mean = jnp.mean(x32, axis=-1, keepdims=True)
         centred = x32 - mean
@@ -95,6 +123,7 @@ class Conv(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """x (B, H, W, din) -> (B, H, W, dout) in `dtype`."""
         k = self.kernel.shape[0]
         if k == 1:
             y = jnp.dot(x.astype(self.dtype), self.kernel[...][0, 0].astype(self.dtype))
@@ -135,7 +164,7 @@ class DepthwiseConv3x3(nnx.Module):
 class GatedMLP(nnx.Module):
     """The gated MLP of both block types (spec §3.2), prefix `mlp.`.
 
-    z = GELU(fc1(u)); z1, z2 = halves; z2 = dwconv(LN(z2)); out = fc2(z1 * z2).
+    z = GELU(fc1(u)) (B, L, Hd); z1, z2 = halves (B, L, Hd/2); z2 = dwconv(LN(z2)); out = fc2(z1 * z2).
     """
 
     def __init__(self, dim: int, hidden: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -158,7 +187,8 @@ class GatedMLP(nnx.Module):
 
 
 def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Stochastic depth: zero whole samples with probability `rate`, rescale the rest (training only)."""
+    """Stochastic depth on x (B, ...): zero whole samples with probability `rate`, rescale the rest
+    (training only; `key` None is the identity)."""
     if key is None or rate == 0.0:
         return x
     keep = 1.0 - rate
@@ -167,7 +197,8 @@ def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
 
 
 def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
-    """torch.nn.PixelShuffle in NHWC: out[h·r+i, w·r+j, c] = in[h, w, c·r² + i·r + j]."""
+    """torch.nn.PixelShuffle in NHWC, (B, H, W, c·r²) -> (B, rH, rW, c):
+    out[h·r+i, w·r+j, c] = in[h, w, c·r² + i·r + j]."""
     b, h, w, c = x.shape
     x = x.reshape(b, h, w, c // (r * r), r, r)
     x = x.transpose(0, 1, 4, 2, 5, 3)

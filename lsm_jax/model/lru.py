@@ -3,6 +3,10 @@
 The recurrence itself runs in `lsm_jax.scan.linear_recurrence`. Its axis is a parameter because the
 reference scans the *batch* axis (Q1) while the paper scans the tokens; `lsm_jax.model.smu` picks it
 from the semantics.
+
+Shapes (legend in `lsm_jax.model.layers`): a sequence us (B, L, C), sorted by category, and its
+modulations mk_* (B, L, N) give states h (B, L, N) complex, scanned along the batch axis (B) or the
+token axis (L), and the output (B, L, C).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lsm_jax.model.layers import param
+from lsm_jax.model.layers import param, sow
 from lsm_jax.scan import linear_recurrence
 
 # How the LRU normalises its input B·u by γ (`config.model.lru_gamma`):
@@ -50,7 +54,9 @@ def init_lru_parameters(key: jax.Array, n: int, rmin: float, rmax: float, max_ph
 
 
 class LRUCore(nnx.Module):
-    """The LRU of a CML block (`lru.lru_core`) with category-modulated λ, B·u and C·h (spec §5)."""
+    """The LRU of a CML block (`lru.lru_core`) with category-modulated λ, B·u and C·h (spec §5).
+    Sows `lru_Bu` (x = Mk_B·γB·u), `lru_lambda_eff` (a = λ·Mk_A) and `lru_states` (h), all
+    (B, L, N) complex64."""
 
     def __init__(self, dim: int, d_state: int, *, rmin: float = 0.9, rmax: float = 0.99,
                  max_phase: float = 6.283, gamma: str = "learned", rngs: nnx.Rngs):
@@ -83,26 +89,31 @@ class LRUCore(nnx.Module):
         return jnp.ones(self.gamma_log.shape, jnp.float32)
 
     def __call__(self, us: jax.Array, mk_a: jax.Array, mk_b: jax.Array, mk_cre: jax.Array,
-                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, scan,
-                 debug: dict | None = None) -> jax.Array:
-        """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C). `scan`: a
-        `lsm_jax.scan.spec.ScanSpec` (strategy and options of the recurrence)."""
+                 mk_cim: jax.Array, *, scan_axis: int, mk_a_batch_mean: bool, scan) -> jax.Array:
+        """us: (B, L, C) sequence; mk_*: (B, L, N) modulations -> ys (B, L, C). `scan_axis`: 0 (B)
+        or 1 (L). `scan`: a `lsm_jax.scan.spec.ScanSpec` (strategy and options of the recurrence)."""
         us32 = us.astype(jnp.float32)
         gamma = self.input_gamma()
         bu_re = jnp.dot(us32, (gamma[:, None] * self.B_re[...]).T)       # (B, L, N)
         bu_im = jnp.dot(us32, (gamma[:, None] * self.B_im[...]).T)
         x_re, x_im = mk_b * bu_re, mk_b * bu_im
-        if us.shape[scan_axis] == 1 and debug is None:
+
+        def effective_lambda():                                               # (1 or B, L, N)
+            alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
+            return self.eigenvalues() * alpha
+
+        if us.shape[scan_axis] == 1:
             # Nothing to scan (the reference semantics at batch 1): h = x, exactly, and λ/Mk_A are
-            # dead. Stay in real arithmetic.
+            # dead. Stay in real arithmetic; only a capture builds the complex values it records.
             h_re, h_im = x_re, x_im
+            x = lambda: jax.lax.complex(x_re, x_im)  # noqa: E731
+            sow(self, lru_Bu=x, lru_lambda_eff=lambda: jnp.broadcast_to(effective_lambda(), x_re.shape),
+                lru_states=x)
         else:
             x = jax.lax.complex(x_re, x_im)
-            alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
-            a = self.eigenvalues() * alpha                                    # (1 or B, L, N)
+            a = effective_lambda()
             h = linear_recurrence(a, x, axis=scan_axis, **scan.kwargs())
-            if debug is not None:
-                debug.update(lru_Bu=x, lru_lambda_eff=jnp.broadcast_to(a, x.shape), lru_states=h)
+            sow(self, lru_Bu=x, lru_lambda_eff=lambda: jnp.broadcast_to(a, x.shape), lru_states=h)
             h_re, h_im = jnp.real(h), jnp.imag(h)
         ys = (jnp.dot(h_re * mk_cre, self.C_re[...].T)
               - jnp.dot(h_im * mk_cim, self.C_im[...].T)

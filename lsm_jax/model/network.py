@@ -6,6 +6,14 @@ even positions) and a CML block (semantic LRU + gated MLP, odd positions).
     model = LSM(network_config('lsm_light', 4), rngs=nnx.Rngs(0))
     y = model(x)                               # x (B, H, W, 3) in [0, 1] -> y (B, 4H, 4W, 3)
     y = model(x, train=True, key=key)          # drop path and Gumbel categorisation
+    y, acts = capture(model, x)                # and the intermediates the golden fixture records
+
+Shapes (legend in `lsm_jax.model.layers`): images (B, H, W, Cin) in and (B, sH, sW, Cin) out;
+between the head and the tail, tokens (B, L, C) in raster order and feature maps (B, H, W, C).
+
+Intermediates: the modules `sow` (`lsm_jax.model.layers.sow`) what the golden fixture records, and
+only under `nnx.capture`; `capture` runs the network so and names them as the fixture does. Outside
+it a sow is a no-op that computes nothing: the jitted training and inference programs are unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from flax import nnx
 
 from lsm_jax.model.activation_axes import IMAGE, TOKENS, constrain
 from lsm_jax.model.extent import Extent, zero_outside
-from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle
+from lsm_jax.model.layers import Conv, GatedMLP, LayerNorm, drop_path, param, pixel_shuffle, sow
 from lsm_jax.model.semantics import Semantics, resolve_semantics
 from lsm_jax.model.smu import SemanticLRU
 from lsm_jax.scan.spec import ScanSpec, scan_spec
@@ -29,7 +37,7 @@ NUM_FEAT = 64   # the classic tail's feature width, fixed in the reference
 
 
 class WMSBlock(nnx.Module):
-    """Window attention + gated MLP with the γ-scaled input skip (torch `L_SA`)."""
+    """Window attention + gated MLP with the γ-scaled input skip (torch `L_SA`). Sows `output`."""
 
     def __init__(self, cfg, heads: int, shifted: bool, drop_rate: float, *, dtype, rngs: nnx.Rngs):
         dim = cfg.embed_dim
@@ -41,19 +49,20 @@ class WMSBlock(nnx.Module):
         self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
         self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))
 
-    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None,
-                 extent: Extent | None = None):
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None,
+                 extent: Extent | None = None) -> jax.Array:
+        """t (B, L, C) raster tokens of an H×W map -> (B, L, C). `key`: drop path (training)."""
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
-        attn = self.attn(self.norm1(t), hw, self.shifted, extent)
-        if debug is not None:
-            debug['attn'] = attn
-        x = t + drop_path(attn, self.drop_rate, k1)
+        x = t + drop_path(self.attn(self.norm1(t), hw, self.shifted, extent), self.drop_rate, k1)
         x = x + drop_path(self.mlp(self.norm2(x), hw, extent), self.drop_rate, k2)
-        return x + t * self.gamma[...]
+        out = x + t * self.gamma[...]
+        sow(self, output=out)
+        return out
 
 
 class CMLBlock(nnx.Module):
-    """Semantic LRU + gated MLP with the γ-scaled input skip; owns the prototype dictionary."""
+    """Semantic LRU + gated MLP with the γ-scaled input skip; owns the prototype dictionary (T, C).
+    Sows `output`."""
 
     def __init__(self, cfg, semantics: Semantics, scan: ScanSpec, drop_rate: float, *, dtype, rngs: nnx.Rngs):
         dim, t = cfg.embed_dim, cfg.num_tokens
@@ -69,14 +78,18 @@ class CMLBlock(nnx.Module):
         self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
         self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))
 
-    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None, debug=None,
-                 extent: Extent | None = None):
+    def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None,
+                 extent: Extent | None = None) -> jax.Array:
+        """t (B, L, C) raster tokens of an H×W map -> (B, L, C). `key`: drop path and Gumbel
+        categorisation (training)."""
         k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
         mixed = self.lru(self.norm3(t), self.embedding[...], hw, self.semantics, self.scan, key=k3,
-                         debug=debug, extent=extent)
+                         extent=extent)
         x = t + drop_path(mixed, self.drop_rate, k1)
         x = x + drop_path(self.mlp(self.norm4(x), hw, extent), self.drop_rate, k2)
-        return x + t * self.gamma[...]
+        out = x + t * self.gamma[...]
+        sow(self, output=out)
+        return out
 
 
 def _run_block(block, t, hw, key, extent):
@@ -84,7 +97,8 @@ def _run_block(block, t, hw, key, extent):
 
 
 class ResidualGroup(nnx.Module):
-    """`depth` alternating WMS/CML blocks followed by a 3×3 conv, with a residual around the group."""
+    """`depth` alternating WMS/CML blocks followed by a 3×3 conv, with a residual around the group.
+    Sows `output`."""
 
     def __init__(self, cfg, group: int, drop_rates, semantics: Semantics, scan: ScanSpec, *, dtype,
                  rngs: nnx.Rngs):
@@ -97,27 +111,22 @@ class ResidualGroup(nnx.Module):
         self.conv = Conv(cfg.embed_dim, cfg.embed_dim, 3, dtype=dtype, rngs=rngs)
 
     def __call__(self, t: jax.Array, hw: tuple[int, int], key: jax.Array | None = None,
-                 capture: dict | None = None, prefix: str = '', extent: Extent | None = None) -> jax.Array:
+                 extent: Extent | None = None) -> jax.Array:
+        """t (B, L, C) raster tokens of an H×W map -> (B, L, C)."""
         b, l, c = t.shape
         res = t
-        run = nnx.remat(_run_block, static_argnums=(2,)) if self.remat and capture is None else _run_block
+        run = nnx.remat(_run_block, static_argnums=(2,)) if self.remat else _run_block
         for j, block in enumerate(self.blocks):
             block_key = jax.random.fold_in(key, j) if key is not None else None
-            if capture is None:
-                t = constrain(run(block, t, hw, block_key, extent), TOKENS)
-            else:
-                debug = {}
-                t = block(t, hw, block_key, debug=debug, extent=extent)
-                capture[f'{prefix}_blk{j}'] = t
-                if 'attn' in debug:
-                    capture[f'{prefix}_blk{j}_attn'] = debug['attn']
-                if 'Mk' in debug:
-                    capture.setdefault('cml_blocks', []).append(debug)
-        return res + self.conv(zero_outside(t.reshape(b, *hw, c), extent)).reshape(b, l, c)
+            t = constrain(run(block, t, hw, block_key, extent), TOKENS)
+        out = res + self.conv(zero_outside(t.reshape(b, *hw, c), extent)).reshape(b, l, c)
+        sow(self, output=out)
+        return out
 
 
 class LSM(nnx.Module):
-    """LSM / LSM-S (`arch='LSM'`, classic tail) and LSM-light (`arch='LSM_light'`, one-step tail)."""
+    """LSM / LSM-S (`arch='LSM'`, classic tail) and LSM-light (`arch='LSM_light'`, one-step tail).
+    Sows `conv_first_output`, `before_rg`, `final_norm` and `body_plus_skip`."""
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
         if cfg.arch not in ('LSM', 'LSM_light'):
@@ -166,11 +175,11 @@ class LSM(nnx.Module):
             self.shuffle_factors = (s,)
 
     def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None,
-                 capture: dict | None = None, extent: Extent | None = None) -> jax.Array:
-        """x: (B, H, W, in_chans) in [0, 1] -> (B, sH, sW, in_chans), not clamped.
+                 extent: Extent | None = None) -> jax.Array:
+        """x: (B, H, W, Cin) in [0, 1] -> (B, sH, sW, Cin), not clamped.
 
-        `train=True` needs `key` (drop path, Gumbel categorisation). `capture`, if a dict, receives
-        the intermediate activations the golden fixture records (`act/...`, `cml/...` names).
+        `train=True` needs `key` (drop path, Gumbel categorisation). `capture(model, x)` runs it and
+        also returns the intermediate activations the golden fixture records.
         `extent`: x is an image padded to a larger (bucket) shape, whose real part is the top-left
         `extent`; the output's top-left (s·h, s·w) then equals the forward of the real image alone
         (`lsm_jax.model.extent`). Inference only.
@@ -186,18 +195,14 @@ class LSM(nnx.Module):
         mean = jnp.asarray(self.mean, jnp.float32)
         x0 = (x.astype(jnp.float32) - mean) * self.img_range
         f = constrain(self.conv_first(zero_outside(x0, extent)).astype(jnp.float32), IMAGE)
-        t = self.before_norm(f.reshape(b, h * w, -1))
-        if capture is not None:
-            capture.update({'act/conv_first': f, 'act/before_rg': t})
+        t = self.before_norm(f.reshape(b, h * w, -1))                        # (B, L, C)
+        sow(self, conv_first_output=f, before_rg=t)   # not `conv_first`: a sown name must not be a submodule's
         for g, group in enumerate(self.layers):
             group_key = jax.random.fold_in(key, g) if key is not None else None
-            t = group(t, (h, w), group_key, capture=capture, prefix=f'act/rg{g}', extent=extent)
-            if capture is not None:
-                capture[f'act/rg{g}'] = t
+            t = group(t, (h, w), group_key, extent=extent)
         t = self.norm(t)
         feat = constrain(self.conv_after_body(zero_outside(t.reshape(b, h, w, -1), extent)) + f, IMAGE)
-        if capture is not None:
-            capture.update({'act/final_norm': t, 'act/body_plus_skip': feat})
+        sow(self, final_norm=t, body_plus_skip=feat)
         if self.arch == 'LSM':
             y = jax.nn.leaky_relu(self.conv_before_upsample(zero_outside(feat, extent)), 0.01)
             reached = 1
@@ -208,6 +213,44 @@ class LSM(nnx.Module):
         else:
             y = pixel_shuffle(self.upsample[0](zero_outside(feat, extent)), self.scale)
         return y.astype(jnp.float32) / self.img_range + mean
+
+
+def capture(model: LSM, x: jax.Array, **kwargs) -> tuple[jax.Array, dict]:
+    """`model(x, **kwargs)` (B, sH, sW, Cin) and the intermediates its modules sow, named as the
+    golden fixture names them (spec §13), as arrays in the layout the network computes them:
+
+        act/conv_first, act/body_plus_skip                (B, H, W, C)
+        act/before_rg, act/rg{g}, act/rg{g}_blk{j},
+        act/rg{g}_blk{j}_attn (WMS blocks), act/final_norm  (B, L, C)
+        cml_blocks      one dict per CML block, in network order: smu_input (B, L, C), Mk (B, L, T),
+                        category and sort_idx (B, L) int32, lru_input_sorted, lru_output_sorted and
+                        lru_unsorted_before_out_proj (B, L, C), output (B, L, C), and the LRU's
+                        lru_Bu, lru_lambda_eff and lru_states (B, L, N) complex, in sorted order
+
+    It runs a copy of `model` that shares its parameters, so that the model is left as it was and
+    a jitted function may capture on a model from outside it (`lsm_jax.studies.eigen.capture_cml`).
+    """
+    graphdef, state = nnx.split(model)
+    y, sown = nnx.capture(nnx.merge(graphdef, state), nnx.Intermediate)(x, **kwargs)
+    acts, cml = {}, {}
+    for path, var in nnx.to_flat_state(sown):
+        value = var.get_value()
+        match path:
+            case (name,):
+                acts['act/conv_first' if name == 'conv_first_output' else f'act/{name}'] = value
+            case ('layers', g, 'output'):
+                acts[f'act/rg{g}'] = value
+            case ('layers', g, 'blocks', j, 'output'):
+                acts[f'act/rg{g}_blk{j}'] = value
+            case ('layers', g, 'blocks', j, 'attn', 'output'):
+                acts[f'act/rg{g}_blk{j}_attn'] = value
+            case ('layers', g, 'blocks', j, 'lru', name) | ('layers', g, 'blocks', j, 'lru', 'lru_core', name):
+                cml.setdefault((g, j), {})[name] = value
+            case _:
+                raise AssertionError(f"an intermediate capture does not name: {path}")
+    if cml:
+        acts['cml_blocks'] = [cml[k] for k in sorted(cml)]
+    return y, acts
 
 
 def count_parameters(cfg) -> int:

@@ -7,6 +7,10 @@ weights Mk modulate the LRU (λ, B·u, Re/Im of the state) and enhance the outpu
 Three semantics switches (`lsm_jax.model.semantics`, resolved once by the network) decide what the recurrence sees:
 `scan_axis` ('batch' as the reference, Q1; 'tokens' as the paper), `mk_a_batch_mean` (Q6) and
 `modulation_order` ('raster' as the reference, Q5; 'sorted' gathers Mk with the tokens).
+
+Shapes (legend in `lsm_jax.model.layers`): tokens u (B, L, C) against prototypes (T, C) give
+scores S and weights Mk (B, L, T) and a category per token (B, L); Mk's four quarters (B, L, N),
+N = T/4, modulate the LRU's λ, B·u, Re h and Im h.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lsm_jax.model.extent import Extent, zero_outside
-from lsm_jax.model.layers import Conv, DepthwiseConv3x3, Linear, param
+from lsm_jax.model.layers import Conv, DepthwiseConv3x3, Linear, param, sow
 from lsm_jax.model.lru import LRUCore
 from lsm_jax.model.semantics import Semantics
 from lsm_jax.scan.spec import ScanSpec
@@ -47,12 +51,15 @@ def sort_order(category: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def gather_tokens(x: jax.Array, index: jax.Array) -> jax.Array:
-    """x[b, index[b, l]] for x (B, L, ...) and index (B, L)."""
+    """x[b, index[b, l]] for x (B, L, ...) and index (B, L) -> (B, L, ...)."""
     return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
 class SemanticLRU(nnx.Module):
-    """SMU + gated input projection + sorted LRU + output projection (`lru.`), spec §4."""
+    """SMU + gated input projection + sorted LRU + output projection (`lru.`), spec §4.
+
+    Sows `smu_input`, `Mk`, `category`, `sort_idx`, `lru_input_sorted`, `lru_output_sorted`,
+    `lru_unsorted_before_out_proj` and `output` (what `lsm_jax.model.network.capture` returns)."""
 
     def __init__(self, dim: int, num_tokens: int, d_state: int, *, rmin: float, rmax: float,
                  max_phase: float, gamma: str = "learned", dtype=jnp.float32, rngs: nnx.Rngs):
@@ -80,13 +87,13 @@ class SemanticLRU(nnx.Module):
         return logits, jax.nn.softmax(logits, axis=-1)
 
     def __call__(self, u: jax.Array, prototypes: jax.Array, hw: tuple[int, int], semantics: Semantics,
-                 scan: ScanSpec, key: jax.Array | None = None, debug: dict | None = None,
+                 scan: ScanSpec, key: jax.Array | None = None,
                  extent: Extent | None = None) -> jax.Array:
-        """u: (B, L, C) normalised tokens -> (B, L, C) = concat(out_proj(LRU), Mk·V).
+        """u: (B, L, C) normalised raster tokens of an H×W map, prototypes (T, C)
+        -> (B, L, C) = concat(out_proj(LRU) (B, L, C/2), Mk·V (B, L, C/2)).
 
-        `key` (training only) samples the categories with Gumbel noise. `debug`, if a dict, receives
-        the intermediates that the golden fixture records. `scan` is the LRU's scan strategy.
-        `extent`: the real image inside a padded map (`lsm_jax.model.extent`).
+        `key` (training only) samples the categories with Gumbel noise. `scan` is the LRU's scan
+        strategy. `extent`: the real image inside a padded map (`lsm_jax.model.extent`).
         """
         b, l, c = u.shape
         logits, mk = self.smu(u, prototypes)
@@ -107,11 +114,9 @@ class SemanticLRU(nnx.Module):
         mk_a, mk_b, mk_cre, mk_cim = jnp.split(mk_lru, 4, axis=-1)
         ys = self.lru_core(us, mk_a, mk_b, mk_cre, mk_cim,
                            scan_axis=0 if semantics.scan_axis == 'batch' else 1,
-                           mk_a_batch_mean=semantics.mk_a_batch_mean, scan=scan,
-                           debug=debug)
+                           mk_a_batch_mean=semantics.mk_a_batch_mean, scan=scan)
         y = gather_tokens(ys, inverse)
         out = jnp.concatenate([self.out_proj(y), enhanced.astype(y.dtype)], axis=-1)
-        if debug is not None:
-            debug.update(smu_input=u, Mk=mk, category=category, sort_idx=order, lru_input_sorted=us,
-                         lru_output_sorted=ys, lru_unsorted_before_out_proj=y, output=out)
+        sow(self, smu_input=u, Mk=mk, category=category, sort_idx=order, lru_input_sorted=us,
+            lru_output_sorted=ys, lru_unsorted_before_out_proj=y, output=out)
         return out

@@ -1,4 +1,5 @@
-"""Network configurations of the LSM family (spec §8) and the semantics presets (spec §10).
+"""Network configurations of the LSM family (spec §8). The semantics presets (spec §10) they name by
+`semantics` are in `lsm_jax.model.semantics`.
 
 A network config is an `ml_collections.ConfigDict` whose field names follow the authors' constructor
 keyword arguments, so a BasicSR `network_g` section maps onto it one to one.
@@ -8,11 +9,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from lsm_jax.model.semantics import SEMANTICS, Semantics, resolve_semantics  # noqa: F401  (re-exported)
 from lsm_jax.scan.spec import scan_config
 
-ARCHS = ("LSM", "LSM_light")
 VARIANTS = ("lsm", "lsm_s", "lsm_light", "tiny")
+
 
 def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(

@@ -3,6 +3,10 @@
 Reproduces the reference exactly, quirks included: q/k/v are zero-padded *after* the projection with
 no key masking (Q10), the shift mask uses -100 on the padded grid (Q13), an odd head count floors
 (Q8), and the relative-position bias comes from a small MLP over raw integer offsets (§3.1).
+
+Shapes (legend in `lsm_jax.model.layers`): tokens (B, L, C) in and out of `WindowAttention`; each
+`WindowBranch` attends over one channel half, maps (B, Hp, Wp, C/2), in nW windows of n = hs·ws
+tokens, as (B, nW, heads, n, d).
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import numpy as np
 from flax import nnx
 
 from lsm_jax.model.extent import Extent
-from lsm_jax.model.layers import DepthwiseConv3x3, LayerNorm, Linear
+from lsm_jax.model.layers import DepthwiseConv3x3, LayerNorm, Linear, sow
 
 
 @functools.lru_cache(maxsize=None)
 def relative_position_index(hs: int, ws: int) -> np.ndarray:
-    """(n, n) int32 row of the position table for each token pair of an hs×ws window, n = hs·ws."""
+    """(n, n) int32: the row of the (P, heads) position table for each token pair of an hs×ws window."""
     ys, xs = np.meshgrid(np.arange(hs), np.arange(ws), indexing='ij')
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     dh = ys[:, None] - ys[None, :] + hs - 1
@@ -31,15 +35,15 @@ def relative_position_index(hs: int, ws: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def relative_offsets(hs: int, ws: int) -> np.ndarray:
-    """((2hs-1)(2ws-1), 2) float32 table input: every (dh, dw), dh outer, as raw integers."""
+    """(P, 2) float32 table input: every offset (dh, dw), dh outer, as raw integers."""
     dh, dw = np.meshgrid(np.arange(-(hs - 1), hs), np.arange(-(ws - 1), ws), indexing='ij')
     return np.stack([dh.reshape(-1), dw.reshape(-1)], axis=1).astype(np.float32)
 
 
 def shift_mask(hp: int, wp: int, hs: int, ws: int, sh: int, sw: int, edge=None) -> jax.Array:
-    """(num_windows, n, n) float32 Swin region mask on the padded hp×wp grid: -100 across regions.
+    """(nW, n, n) float32 Swin region mask on the padded Hp×Wp grid: -100 across regions.
 
-    `edge` = (rows, cols), traced, when the padded grid of the real image is smaller than hp×wp (a
+    `edge` = (rows, cols), traced, when the padded grid of the real image is smaller than Hp×Wp (a
     bucket, `lsm_jax.model.extent`): the regions are then those of that grid, whose windows are the
     top-left ones of this one. Built from iotas inside the program rather than as a NumPy constant:
     for a 1024² image the mask would otherwise be a 1 GB literal per attention branch, embedded in
@@ -63,29 +67,15 @@ def roll_within(x: jax.Array, shift: int, size: jax.Array, axis: int) -> jax.Arr
     return jnp.take(x, jnp.clip(src, 0, n - 1), axis=axis)
 
 
-def to_windows(x: jax.Array, hs: int, ws: int) -> jax.Array:
-    """(B, Hp, Wp, c) -> (B, num_windows, hs·ws, c), windows and tokens in row-major order."""
-    b, hp, wp, c = x.shape
-    x = x.reshape(b, hp // hs, hs, wp // ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (hp // hs) * (wp // ws), hs * ws, c)
-
-
-def from_windows(x: jax.Array, hp: int, wp: int, hs: int, ws: int) -> jax.Array:
-    """Inverse of `to_windows`: (B, num_windows, hs·ws, c) -> (B, Hp, Wp, c)."""
-    b, _, _, c = x.shape
-    x = x.reshape(b, hp // hs, wp // ws, hs, ws, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, hp, wp, c)
-
-
 def to_head_windows(x: jax.Array, hs: int, ws: int, heads: int) -> jax.Array:
-    """(B, Hp, Wp, heads·d) -> (B, num_windows, heads, hs·ws, d), windows and tokens row-major."""
+    """(B, Hp, Wp, heads·d) -> (B, nW, heads, n, d), windows and tokens row-major."""
     b, hp, wp, c = x.shape
     x = x.reshape(b, hp // hs, hs, wp // ws, ws, heads, c // heads).transpose(0, 1, 3, 5, 2, 4, 6)
     return x.reshape(b, (hp // hs) * (wp // ws), heads, hs * ws, c // heads)
 
 
 def from_head_windows(x: jax.Array, hp: int, wp: int, hs: int, ws: int) -> jax.Array:
-    """Inverse of `to_head_windows`: (B, num_windows, heads, hs·ws, d) -> (B, Hp, Wp, heads·d)."""
+    """Inverse of `to_head_windows`: (B, nW, heads, n, d) -> (B, Hp, Wp, heads·d)."""
     b, _, heads, _, d = x.shape
     x = x.reshape(b, hp // hs, wp // ws, heads, hs, ws, d).transpose(0, 1, 4, 2, 5, 3, 6)
     return x.reshape(b, hp, wp, heads * d)
@@ -101,7 +91,7 @@ class DynamicPosBias(nnx.Module):
         self.pos3_norm, self.pos3 = LayerNorm(width), Linear(width, heads, rngs=rngs)
 
     def __call__(self, offsets: jax.Array) -> jax.Array:
-        """offsets: (K, 2) -> (K, heads)."""
+        """offsets (P, 2) -> table (P, heads)."""
         z = self.pos_proj(offsets)
         for norm, lin in ((self.pos1_norm, self.pos1), (self.pos2_norm, self.pos2), (self.pos3_norm, self.pos3)):
             z = lin(jax.nn.relu(norm(z)))
@@ -119,12 +109,12 @@ class WindowBranch(nnx.Module):
     def position_bias(self) -> jax.Array:
         """(heads, n, n) bias for every token pair of a window."""
         hs, ws = self.window
-        table = self.pos(jnp.asarray(relative_offsets(hs, ws)))            # (K, heads)
+        table = self.pos(jnp.asarray(relative_offsets(hs, ws)))            # (P, heads)
         bias = table[relative_position_index(hs, ws)]                       # (n, n, heads)
         return bias.transpose(2, 0, 1).astype(jnp.float32)
 
     def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, shifted: bool, edge=None) -> jax.Array:
-        """q, k, v: (B, Hp, Wp, c) padded maps -> (B, Hp, Wp, c).
+        """q, k, v: (B, Hp, Wp, C/2) padded maps -> (B, Hp, Wp, C/2).
 
         `edge` (traced rows, cols): the real image's padded grid when it is smaller than Hp×Wp (a
         bucket); the shifted windows then roll and mask at that size, as they would unbucketed."""
@@ -157,7 +147,8 @@ class WindowBranch(nnx.Module):
 
 
 class WindowAttention(nnx.Module):
-    """The WMS block's attention module (`attn.`): qkv, the lcm depthwise term, two branches, proj."""
+    """The WMS block's attention module (`attn.`): qkv, the lcm depthwise term, two branches, proj.
+    Sows `output`."""
 
     def __init__(self, dim: int, num_heads: int, split_size: tuple[int, int], *, dtype=jnp.float32,
                  rngs: nnx.Rngs):
@@ -179,8 +170,10 @@ class WindowAttention(nnx.Module):
 
     def __call__(self, u: jax.Array, hw: tuple[int, int], shifted: bool,
                  extent: Extent | None = None) -> jax.Array:
-        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C). `extent`: the real image inside a
-        padded map (`lsm_jax.model.extent`), whose sides are then multiples of the window."""
+        """u: (B, L, C) raster tokens of an H×W map -> (B, L, C). The halves attend in hs×ws = s0×s1
+        and s1×s0 windows (`split_size`), on the map padded to Hp×Wp, multiples of max(s0, s1).
+        `extent`: the real image inside a padded map (`lsm_jax.model.extent`), whose sides are then
+        multiples of the window."""
         b, l, c = u.shape
         h, w = hw
         qkv = self.qkv(u).reshape(b, h, w, 3 * c)
@@ -199,7 +192,9 @@ class WindowAttention(nnx.Module):
                        v[..., i * half:(i + 1) * half], shifted, edge)
                 for i, branch in enumerate(self.attns)]
         x = jnp.concatenate(outs, axis=-1)[:, :h, :w] + lcm
-        return self.proj(x.reshape(b, l, c))
+        out = self.proj(x.reshape(b, l, c))
+        sow(self, output=out)
+        return out
 
 
 def is_shifted(group: int, block: int) -> bool:

@@ -101,14 +101,14 @@ def load_image(path: str | None, scale: int) -> tuple[np.ndarray, str]:
 
 def capture_cml(model, image: np.ndarray) -> list[dict[str, np.ndarray]]:
     """The CML blocks' intermediates (category, sort order, λ_eff, states) of one image at batch 1."""
+    from lsm_jax.model.network import capture
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def run(state, x):
-        capture: dict = {}
-        nnx.merge(graphdef, state)(x, capture=capture)
+        _, acts = capture(nnx.merge(graphdef, state), x)
         keep = ("category", "sort_idx", "lru_lambda_eff", "lru_states")
-        return [{k: d[k] for k in keep} for d in capture["cml_blocks"]]
+        return [{k: d[k] for k in keep} for d in acts["cml_blocks"]]
 
     return jax.tree.map(np.asarray, run(state, jnp.asarray(image)[None]))
 
