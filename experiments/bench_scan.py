@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.results_csv import metadata_values, write_rows
-from lsm_jax.scan import ComplexPair, linear_recurrence, pick_impl
+from lsm_jax.scan import STRATEGIES as REGISTRY, ComplexPair, linear_recurrence, pick_impl
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N = 32
@@ -65,10 +65,11 @@ FIELDS = ("kind", "strategy", "impl", "options", "B", "L", "N", "dtype", "mode",
           "compile_s",
           "gbps", "floor_s", "over_floor", "temp_E", "max_err", "copy_gbps", "platform", "device", "note",
           "machine", "date", "jax", "jaxlib", "numpy", "cores")
-# Strategies that XLA cannot differentiate (a custom call with no autodiff rule): only the custom VJP
+# Strategies that XLA cannot differentiate (the registry's `plain_autodiff` is False): only the custom VJP
 # (`lsm_jax.scan.vjp`, the path the network takes) differentiates them.
-NO_AUTODIFF = {"ffi": "skipped: the ffi custom call has no autodiff rule; it is differentiated only "
-                      "through the custom VJP (the network's path: the row without _autodiff)"}
+NO_AUTODIFF = {name: f"skipped: {name} has no autodiff rule; it is differentiated only through the custom VJP "
+                     "(the network's path: the row without _autodiff)"
+               for name, entry in REGISTRY.items() if entry.plain_autodiff is False}
 # (batches, lengths, the (B, L) of the reverse / bidirectional / bf16 rows, the (B, L) of the memory rows)
 SIZES = dict(full=([1, 4, 16, 64], [4096, 16384, 65536], (4, 65536), (16, 16384)),
              quick=([1, 4], [4096, 65536], (4, 65536), (16, 16384)),
