@@ -2,19 +2,19 @@ r"""LSM (12.8M parameters at x2): the authors' recipes (spec §8) and a CPU-size
 
 Train (each finetune starts from the previous stage's workdir, `runs/lsm_<stage>`):
 
-    python -m lsm_jax.train --config configs/lsm.py:x2_scratch  --workdir runs/lsm_x2_scratch \
+    lsm-train --config lsm:x2_scratch  --workdir runs/lsm_x2_scratch \
         --config.data.hr_dir=datasets/DF2K/HR --config.data.lr_dir=datasets/DF2K/LR_bicubic/X{scale}
-    python -m lsm_jax.train --config configs/lsm.py:x2_finetune --workdir runs/lsm_x2_finetune
-    python -m lsm_jax.train --config configs/lsm.py:x3_finetune --workdir runs/lsm_x3_finetune
-    python -m lsm_jax.train --config configs/lsm.py:x4_finetune --workdir runs/lsm_x4_finetune
+    lsm-train --config lsm:x2_finetune --workdir runs/lsm_x2_finetune
+    lsm-train --config lsm:x3_finetune --workdir runs/lsm_x3_finetune
+    lsm-train --config lsm:x4_finetune --workdir runs/lsm_x4_finetune
 
-Data: DF2K (DIV2K 800 + Flickr2K 2650) HR with pre-made bicubic LR; validation on the repo's Set5.
+Data: DF2K (DIV2K 800 + Flickr2K 2650) HR with pre-made bicubic LR; validation on the bundled Set5 (data/Set5).
 Global batch 32 = 4 per GPU × 8 GPUs in the authors' runs; under `reference` semantics the step
 keeps their 4-image recurrence groups. The finetune patch of 92 is padded to 96 inside attention.
 
 `tiny` is a 231K-parameter classic-tail model (embed 32, depth [2, 2]) for CPU demos and tests:
 
-    python -m lsm_jax.train --config configs/lsm.py:tiny --workdir runs/tiny_lsm
+    lsm-train --config lsm:tiny --workdir runs/tiny_lsm
 """
 
 from lsm_jax.training import recipes

@@ -2,22 +2,22 @@ r"""LSM-light (763K parameters at x2): the authors' recipes (spec §8) and a CPU
 
 Train (each finetune starts from the previous stage's workdir, `runs/lsm_light_<stage>`):
 
-    python -m lsm_jax.train --config configs/lsm_light.py:x2_scratch  --workdir runs/lsm_light_x2_scratch \
+    lsm-train --config lsm_light:x2_scratch  --workdir runs/lsm_light_x2_scratch \
         --config.data.hr_dir=datasets/DIV2K/DIV2K_train_HR \
         --config.data.lr_dir=datasets/DIV2K/DIV2K_train_LR_bicubic/X{scale}
-    python -m lsm_jax.train --config configs/lsm_light.py:x2_finetune --workdir runs/lsm_light_x2_finetune
-    python -m lsm_jax.train --config configs/lsm_light.py:x3_finetune --workdir runs/lsm_light_x3_finetune
-    python -m lsm_jax.train --config configs/lsm_light.py:x4_finetune --workdir runs/lsm_light_x4_finetune
+    lsm-train --config lsm_light:x2_finetune --workdir runs/lsm_light_x2_finetune
+    lsm-train --config lsm_light:x3_finetune --workdir runs/lsm_light_x3_finetune
+    lsm-train --config lsm_light:x4_finetune --workdir runs/lsm_light_x4_finetune
 
-Data: DIV2K (800 images) repeated ×100 per epoch; validation on the repo's Set5 (the authors used
-Urban100: `--config.eval.dirs='("data/Set5", "path/to/Urban100")'`). Global batch 32 = 16 per GPU × 2 GPUs in
+Data: DIV2K (800 images) repeated ×100 per epoch; validation on the bundled Set5 (`data/Set5`; the authors
+used Urban100: `--config.eval.dirs='("data/Set5", "path/to/Urban100")'`). Global batch 32 = 16 per GPU × 2 GPUs in
 the authors' runs; under `reference` semantics the step keeps their 16-image recurrence groups.
 
 `tiny` is the demo model (`make demo`): embed 32, depth [2, 2], 67K parameters, trained on the
 embedded scikit-image photographs: 1600 steps reach 35.36 dB on Set5 x2 (bicubic 33.67 dB),
 5.6 min of training on the 2-core CPU (`make demo`).
 
-    python -m lsm_jax.train --config configs/lsm_light.py:tiny --workdir runs/tiny_light
+    lsm-train --config lsm_light:tiny --workdir runs/tiny_light
 """
 
 from lsm_jax.training import recipes

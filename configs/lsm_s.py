@@ -2,19 +2,19 @@ r"""LSM-S (9.7M parameters at x2, LSM with 6 groups): the authors' recipes (spec
 
 Train (each finetune starts from the previous stage's workdir, `runs/lsm_s_<stage>`):
 
-    python -m lsm_jax.train --config configs/lsm_s.py:x2_scratch  --workdir runs/lsm_s_x2_scratch \
+    lsm-train --config lsm_s:x2_scratch  --workdir runs/lsm_s_x2_scratch \
         --config.data.hr_dir=datasets/DF2K/HR --config.data.lr_dir=datasets/DF2K/LR_bicubic/X{scale}
-    python -m lsm_jax.train --config configs/lsm_s.py:x2_finetune --workdir runs/lsm_s_x2_finetune
-    python -m lsm_jax.train --config configs/lsm_s.py:x3_finetune --workdir runs/lsm_s_x3_finetune
-    python -m lsm_jax.train --config configs/lsm_s.py:x4_finetune --workdir runs/lsm_s_x4_finetune
+    lsm-train --config lsm_s:x2_finetune --workdir runs/lsm_s_x2_finetune
+    lsm-train --config lsm_s:x3_finetune --workdir runs/lsm_s_x3_finetune
+    lsm-train --config lsm_s:x4_finetune --workdir runs/lsm_s_x4_finetune
 
-Data: DF2K (DIV2K 800 + Flickr2K 2650) HR with pre-made bicubic LR; validation on the repo's Set5.
+Data: DF2K (DIV2K 800 + Flickr2K 2650) HR with pre-made bicubic LR; validation on the bundled Set5 (data/Set5).
 Global batch 32 = 4 per GPU × 8 GPUs in the authors' runs; under `reference` semantics the step
 keeps their 4-image recurrence groups. The finetune LR patch is 96.
 
 `tiny` is a 231K-parameter classic-tail model (embed 32, depth [2, 2]) for CPU demos and tests:
 
-    python -m lsm_jax.train --config configs/lsm_s.py:tiny --workdir runs/tiny_lsm_s
+    lsm-train --config lsm_s:tiny --workdir runs/tiny_lsm_s
 """
 
 from lsm_jax.training import recipes

@@ -1,9 +1,10 @@
 r"""`make demo`: train the tiny LSM-light on this CPU, then compare it with bicubic on Set5 x2.
 
-    python -m lsm_jax.demo [--out demo_out] [--steps N] [--config.key=value ...]
+    lsm-demo [--out demo_out] [--steps N] [--config.key=value ...]     (or python -m lsm_jax.demo ...)
 
-1. Trains `configs/lsm_light.py:tiny` (paper semantics, 67K parameters) on the embedded
-   scikit-image photographs, validating on the repo's Set5 x2 as it goes.
+1. Trains the packaged config `lsm_light:tiny` (paper semantics, 67K parameters; the file is
+   configs/lsm_light.py in the checkout) on the embedded scikit-image photographs, validating on the
+   Set5 x2 bundled with the package as it goes.
 2. Scores the exported EMA weights and plain bicubic on Set5 x2 (Y-PSNR / SSIM, the protocol).
 3. Writes `side_by_side.png` (bicubic | LSM | HR crops), `curves.png` (training loss and Set5
    PSNR against steps) and `summary.json` into the output folder.
@@ -12,7 +13,6 @@ r"""`make demo`: train the tiny LSM-light on this CPU, then compare it with bicu
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import shutil
@@ -22,28 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SET5 = REPO / "data" / "Set5"
+from lsm_jax.evaluation.benchmarks import bundled_set5
+from lsm_jax.training.config_loader import load_config
 
-
-def load_tiny_config():
-    """`configs/lsm_light.py:tiny`, validated on the repo's Set5."""
-    spec = importlib.util.spec_from_file_location("lsm_light_config", REPO / "configs" / "lsm_light.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    config.eval.dirs = (str(SET5),)
-    return config
+CONFIG = "lsm_light:tiny"
 
 
 def demo_config(steps: int, overrides: list[str]):
-    """The tiny config with the `--config.key=value` overrides, then `--steps` (which wins) applied."""
-    config = load_tiny_config()
-    if overrides:  # checked exactly as the train command checks them
-        from lsm_jax import train as cli
-        config, _ = cli.parse_args(["demo", f"--config={REPO}/configs/lsm_light.py:tiny", "--workdir=-",
-                                    *overrides])
-        config.eval.dirs = (str(SET5),)
+    """`lsm_light:tiny` with the `--config.key=value` overrides (checked as the train command checks them),
+    then `--steps` (which wins), validated on the bundled Set5."""
+    config = load_config(CONFIG, overrides)
+    config.eval.dirs = (str(bundled_set5()),)
     if steps:
         config.total_steps = steps
     return config
@@ -127,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print("[demo] scoring the exported EMA weights and bicubic on Set5 x2")
     model_dir = workdir / "export" / "latest"
+    set5 = bundled_set5()
     upscaler = Upscaler.from_checkpoint(model_dir)
-    lsm = evaluate_folder(upscaler, SET5, 2, progress=False)
-    bicubic = evaluate_folder(bicubic_upscaler(2), SET5, 2, progress=False)
+    lsm = evaluate_folder(upscaler, set5, 2, progress=False)
+    bicubic = evaluate_folder(bicubic_upscaler(2), set5, 2, progress=False)
     margin = lsm["psnr"] - bicubic["psnr"]
 
-    samples = crops(upscaler, SET5, 2, n=3, size=96)
+    samples = crops(upscaler, set5, 2, n=3, size=96)
     scores = {b["name"]: (b["psnr"], m["psnr"]) for b, m in zip(bicubic["images"], lsm["images"])}
     side_by_side(samples, scores, out / "side_by_side.png")
     plot_curves(workdir, bicubic["psnr"], out / "curves.png")

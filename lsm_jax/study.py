@@ -1,27 +1,29 @@
 r"""The `study` command: run a sweep, report it, and picture the LRU of a trained model.
 
-    python -m lsm_jax.study --config configs/lsm_light.py:tiny --sweep model.rmin=0.4,0.9 \
+    lsm-study --config lsm_light:tiny --sweep model.rmin=0.4,0.9 \
         [--zip a.b=v1,v2 ...] [--set a.b=v] --seeds 3 --workdir studies/ring [--steps N] [--data DIR] \
         [--run-index i --num-runs n]
-    python -m lsm_jax.study --config configs/studies/ring_settings.py --workdir studies/ring
-    python -m lsm_jax.study report studies/ring [--compare A B]
-    python -m lsm_jax.study eigen CKPT_OR_WORKDIR [--out DIR] [--image PATH] [--init]
-    python -m lsm_jax.study states CKPT_OR_WORKDIR --image PATH [--block K] [--out DIR]
+    lsm-study --config studies/ring_settings --workdir studies/ring
+    lsm-study report studies/ring [--compare A B]
+    lsm-study eigen CKPT_OR_WORKDIR [--out DIR] [--image PATH] [--init]
+    lsm-study states CKPT_OR_WORKDIR --image PATH [--block K] [--out DIR]
 
-A config file may define `STUDY = dict(sweep=[...], zip=[...], set=[...], seeds=3, steps=400,
-baseline='<row label>')` (the declared baseline row of the report's paired Δ):
-its axes come before the command line's, and the command line's seeds/steps win.
+(`python -m lsm_jax.study ...` is the same.) `--config` takes a packaged config or study document by
+name (`lsm_light:tiny`, `studies/ring_settings`) or a config file by its path
+(`configs/studies/ring_settings.py`). A config document may define `STUDY = dict(sweep=[...], zip=[...],
+set=[...], seeds=3, steps=400, baseline='<row label>')` (the declared baseline row of the report's
+paired Δ): its axes come before the command line's, and the command line's seeds/steps win.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
-from pathlib import Path
 
-USAGE = "usage: python -m lsm_jax.study [run] --config FILE:ARG --workdir DIR [--sweep K=V1,V2 ...] | report DIR | " \
+from lsm_jax.training import config_loader
+
+USAGE = "usage: lsm-study [run] --config NAME[:ARG] --workdir DIR [--sweep K=V1,V2 ...] | report DIR | " \
         "eigen CKPT | states CKPT --image PATH"
 COMMANDS = ("run", "report", "eigen", "states")
 
@@ -32,25 +34,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def study_document(config_arg: str) -> dict:
-    """The `STUDY` dict of a config file (empty if it has none)."""
-    path = Path(config_arg.split(":", 1)[0])
-    if not path.is_file():
-        raise ValueError(f"--config: no config file {str(path)!r} (expected e.g. configs/lsm_light.py:tiny)")
-    spec = importlib.util.spec_from_file_location(f"study_doc_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    study = getattr(module, "STUDY", {}) or {}
+    """The `STUDY` dict of a config document (empty if it has none)."""
+    study = getattr(config_loader.load_module(config_arg), "STUDY", {}) or {}
     unknown = sorted(set(study) - {"sweep", "zip", "set", "seeds", "steps", "data", "baseline"})
     if unknown:
-        raise ValueError(f"--config {path}: STUDY has unknown keys {unknown}")
+        raise ValueError(f"--config {config_arg}: STUDY has unknown keys {unknown}")
     return study
 
 
 def run_command(argv: list[str]) -> int:
+    from lsm_jax.evaluation.benchmarks import resolve_benchmark_dir
     from lsm_jax.studies import report, runner, sweep as sweep_mod
 
     p = _Parser(prog="lsm_jax.study", description="Run a study: a sweep of training runs with seeds.")
-    p.add_argument("--config", required=True, help="config file and argument, FILE.py:ARG")
+    p.add_argument("--config", required=True,
+                   help="a packaged config or study document and its argument, NAME[:ARG] (e.g. lsm_light:tiny, "
+                        "studies/ring_settings), or a config file's path, FILE.py[:ARG]")
     p.add_argument("--workdir", required=True, help="the study's folder")
     p.add_argument("--sweep", action="append", default=[], help="grid axis KEY=V1,V2,... (repeatable)")
     p.add_argument("--zip", action="append", default=[], help="zipped axis KEY=V1,V2,... (repeatable)")
@@ -73,8 +72,7 @@ def run_command(argv: list[str]) -> int:
     sweep_mod.validate(args.config, sweep_mod.Sweep([sweep_mod.Axis("--set", k, (v,)) for k, v in fixed]))
     sweep_mod.validate(args.config, sweep)
     for data_dir in [*doc.get("data", []), *args.data]:
-        if not Path(data_dir).is_dir():
-            raise ValueError(f"--data {data_dir}: not a directory")
+        resolve_benchmark_dir(data_dir, option="--data")
     steps = args.steps if args.steps is not None else doc.get("steps")
     spec = runner.study_spec(args.config, sweep, fixed, steps, [*doc.get("data", []), *args.data],
                              baseline=doc.get("baseline"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lsm_jax import demo
+from lsm_jax.evaluation.benchmarks import bundled_set5
 from lsm_jax.training import loop
+from lsm_jax.training.config_loader import load_config
 
 
 class _Stop(Exception):
@@ -17,6 +19,7 @@ class _Stop(Exception):
     (["--steps", "7", "--config.batch_size=4"], 7, 4),                 # the override must not drop --steps
     (["--config.batch_size=4", "--steps=7", "--config.total_steps=9"], 7, 4),   # --steps wins
     (["--config.total_steps=9"], 9, None),
+    (["--config.batch_size", "4"], None, 4),                           # `--config.KEY VALUE` too
 ])
 def test_steps_and_config_overrides_both_apply(monkeypatch, tmp_path, argv, steps, batch):
     seen = {}
@@ -29,10 +32,10 @@ def test_steps_and_config_overrides_both_apply(monkeypatch, tmp_path, argv, step
     monkeypatch.setattr(demo.logging, "basicConfig", lambda **kw: None)   # keep pytest's log handlers
     with pytest.raises(_Stop):
         demo.main(["--out", str(tmp_path / "out"), *argv])
-    config = seen["config"]
-    assert config.total_steps == steps
-    assert config.batch_size == (batch or demo.load_tiny_config().batch_size)
-    assert tuple(config.eval.dirs) == (str(demo.SET5),)
+    config, tiny = seen["config"], load_config("lsm_light:tiny")
+    assert config.total_steps == (steps or tiny.total_steps)
+    assert config.batch_size == (batch or tiny.batch_size)
+    assert tuple(config.eval.dirs) == (str(bundled_set5()),)   # validated on the Set5 it scores on
 
 
 def test_bad_override_is_one_line(tmp_path, capsys, monkeypatch):

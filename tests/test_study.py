@@ -16,11 +16,12 @@ from flax import nnx
 
 from lsm_jax.model.lru import LRUCore, sqrt_bounded_grad
 from lsm_jax.studies import eigen, report, runner
-from lsm_jax.studies.sweep import Sweep, SweepError, load_config, split_values, validate
+from lsm_jax.evaluation.benchmarks import bundled_set5
+from lsm_jax.studies.sweep import Sweep, SweepError, override_flags, split_values, validate
+from lsm_jax.training.config_loader import load_config
 from lsm_jax.training.optimizer import make_optimizer
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = f"{REPO}/configs/lsm_light.py:tiny"
+TINY = "lsm_light:tiny"
 MICRO = dict(embed_dim=32, depth=(2,), num_heads=(2,), num_tokens=8, d_state=2, split_size=(4, 4))
 
 
@@ -45,8 +46,9 @@ def test_grid_zip_and_typed_values():
     assert settings[-1].label == "rmin=0.9,semantics=reference,rmax=0.99,max_phase=1.571"
     assert len({s.label for s in settings}) == len(settings)
     assert split_values("(2, 2),(4, 4),'a,b'") == ["(2, 2)", "(4, 4)", "'a,b'"]
-    config = load_config(TINY, [("model.rmin", "0.4"), ("model.depth", "(3, 3)"), ("model.semantics", "reference"),
-                                ("optim.freeze", "('nu', 'theta')"), ("ema_decay", "0")])
+    config = load_config(TINY, override_flags([("model.rmin", "0.4"), ("model.depth", "(3, 3)"),
+                                               ("model.semantics", "reference"), ("optim.freeze", "('nu', 'theta')"),
+                                               ("ema_decay", "0")]))
     assert config.model.rmin == 0.4 and isinstance(config.model.rmin, float)
     assert config.model.depth == (3, 3) and config.model.semantics == "reference"
     assert config.optim.freeze == ("nu", "theta") and config.ema_decay == 0.0
@@ -107,14 +109,14 @@ def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
     from PIL import Image
     data = tmp_path / "bench"
     data.mkdir()
-    hr = np.asarray(Image.open(REPO / "data/Set5/HR/baby.png").convert("RGB"))
+    hr = np.asarray(Image.open(bundled_set5() / "HR/baby.png").convert("RGB"))
     for i, (top, left) in enumerate([(100, 100), (200, 150)]):
         Image.fromarray(hr[top:top + 24, left:left + 24]).save(data / f"img{i}.png")
     conf = tmp_path / "micro.py"
     fields = ", ".join(f"{k}={v!r}" for k, v in MICRO.items())
-    conf.write_text(f"from lsm_jax.studies.sweep import load_config_file\n"
+    conf.write_text(f"from lsm_jax.training.config_loader import load_config\n"
                     f"def get_config(arg=''):\n"
-                    f"    c = load_config_file({str(REPO / 'configs/lsm_light.py')!r}, 'tiny')\n"
+                    f"    c = load_config('lsm_light:tiny')\n"
                     f"    c.model.update(dict({fields}))\n"
                     f"    c.model.scan.impl = 'sequential'\n"
                     f"    c.patch_size, c.batch_size, c.data.read_threads = 8, 8, 1\n"

@@ -176,12 +176,13 @@ def test_table_rebuilt_from_runs_csv_alone(tmp_path):
 def test_study_documents_declare_the_authors_ring_as_baseline(name):
     """Where a document has the authors' ring (r_min 0.9, r_max 0.99, θ_max 2π, `paper`) as a row, that row
     is its declared baseline; rmin_rmax_grid has no such cell and declares none."""
-    from lsm_jax.studies.sweep import load_config
-    arg = f"{REPO}/configs/studies/{name}.py"
+    from lsm_jax.studies.sweep import override_flags
+    from lsm_jax.training.config_loader import load_config
+    arg = f"studies/{name}"   # the packaged study document, by name
     doc = cli.study_document(arg)
     sweep = Sweep.parse(doc.get("sweep", []), doc.get("zip", []), doc.get("seeds", 1))
     fixed = [tuple(s.split("=", 1)) for s in doc.get("set", [])]
-    rings = {s.label: load_config(arg, [*fixed, *s.overrides]).model for s in sweep.settings()}
+    rings = {s.label: load_config(arg, override_flags([*fixed, *s.overrides])).model for s in sweep.settings()}
     authors = [label for label, m in rings.items()
                if (m.rmin, m.rmax, m.max_phase, m.semantics) == (0.9, 0.99, 6.283, "paper")]
     assert doc.get("baseline") == (authors[0] if authors else None)

@@ -1,5 +1,5 @@
-"""The `train` command's own options, through the command: --help / -h (with a config file's
-recipes), --print-config, and the resolved config saved into the workdir at start."""
+"""The `train` command's own options, through the command: --help / -h (with a config's recipes), --print-config,
+and the resolved config saved into the workdir at start; `--config` by packaged name or by file path."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from lsm_jax import train as cli
 from lsm_jax.training import loop
 
 REPO = Path(__file__).resolve().parents[1]
-LIGHT = str(REPO / "configs/lsm_light.py")
+LIGHT = "lsm_light"                                # the packaged config, by name
+LIGHT_FILE = str(REPO / "configs/lsm_light.py")    # the same document, by its path
 
 
 def _env():
@@ -26,7 +27,8 @@ def _env():
 def test_help_prints_the_usage_and_exits_0(flag, capsys):
     assert cli.main(["lsm-train", flag]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m lsm_jax.train --config") and "--print-config" in out
+    assert out.startswith("usage: lsm-train --config NAME:RECIPE --workdir DIR") and "--print-config" in out
+    assert "lsm_light:tiny" in out and "configs/lsm_light.py:tiny" in out   # by name, and a file path works too
 
 
 def test_help_through_python_m_and_the_console_script():
@@ -39,20 +41,23 @@ def test_help_through_python_m_and_the_console_script():
         assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
 
 
-def test_help_with_a_config_file_lists_its_recipes(capsys):
-    assert cli.main(["lsm-train", "--config", LIGHT, "--help"]) == 0
+@pytest.mark.parametrize("spec", [LIGHT, LIGHT_FILE, "configs/lsm_light.py"])
+def test_help_with_a_config_lists_its_recipes(spec, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # configs/lsm_light.py is not a file here: the packaged document is meant
+    assert cli.main(["lsm-train", "--config", spec, "--help"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("Recipes of"))
     for recipe in ("x2_scratch", "x2_finetune", "x3_finetune", "x4_finetune", "tiny"):
         assert recipe in line
-    assert f"--config {LIGHT}:x2_scratch --print-config" in out  # how to see every field
+    assert f"--config {spec}:x2_scratch --print-config" in out  # how to see every field
 
 
-def test_help_with_a_missing_config_file_says_so_in_one_line(capsys):
+def test_help_with_a_missing_config_says_so_in_one_line(capsys):
     assert cli.main(["lsm-train", "--config", "configs/nosuch.py", "--help"]) == 2
-    err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == ("lsm_jax.train: error: --config: no config file 'configs/nosuch.py' "
-                                            "(expected e.g. configs/lsm_light.py)")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("lsm_jax.train: error: --config: no config file or packaged config 'configs/nosuch.py' "
+                           "(expected a .py file, or one of: lsm, lsm_light, lsm_s, studies/")
+    assert last.endswith("e.g. lsm_light:tiny)")
 
 
 def test_print_config_prints_the_resolved_config_and_does_not_train(tmp_path, capsys, monkeypatch):
@@ -66,6 +71,8 @@ def test_print_config_prints_the_resolved_config_and_does_not_train(tmp_path, ca
     assert "  embed_dim: 32" in lines  # the recipe's value, not the default's
     assert not (tmp_path / "run").exists()
     # Without a workdir too; a bad override is still one line.
+    assert cli.main(["lsm-train", "--config", f"{LIGHT_FILE}:tiny", "--print-config", "--config.batch_size", "4"]) == 0
+    assert "batch_size: 4" in capsys.readouterr().out.splitlines()   # a file path; `--config.KEY VALUE` too
     assert cli.main(["lsm-train", f"--config={LIGHT}:tiny", "--print-config"]) == 0
     capsys.readouterr()
     assert cli.main(["lsm-train", f"--config={LIGHT}:tiny", "--print-config", "--config.model.rmin=abc"]) == 2

@@ -1,7 +1,7 @@
 r"""First results (README, study section): the paper's three ring settings and `paper` vs `reference`
 semantics on the tiny LSM-light x2, 3 seeds each, 120 steps of batch 4 on the embedded photographs, scored on Set5.
 
-    python -m lsm_jax.study --config configs/studies/first_results.py --workdir studies/first_results
+    lsm-study --config studies/first_results --workdir studies/first_results
 
 12 runs, 36.5 min on the 2-core CPU while other jobs kept its load average at 10–18. Expected (the
 committed table, experiments/results/studies/first_results/report.md): all four settings within
@@ -13,9 +13,7 @@ Zipped: (r_min, r_max, θ_max, semantics) = (0.4, 0.9, 2π, paper), (0.9, 0.99, 
 the final ones): after 120 steps any EMA would still carry much of the initialisation.
 """
 
-from pathlib import Path
-
-from lsm_jax.studies.sweep import load_config_file
+from lsm_jax.training.config_loader import load_config
 
 STUDY = dict(
     zip=["model.rmin=0.4,0.9,0.9,0.9", "model.rmax=0.9,0.99,0.99,0.99", "model.max_phase=6.283,1.571,6.283,6.283",
@@ -25,5 +23,5 @@ STUDY = dict(
 
 
 def get_config(arg: str = ""):
-    """The tiny LSM-light recipe (configs/lsm_light.py:tiny), validated on data/Set5."""
-    return load_config_file(Path(__file__).resolve().parents[1] / "lsm_light.py", "tiny")
+    """The tiny LSM-light recipe (lsm_light:tiny), validated on Set5 (the recipe's data/Set5)."""
+    return load_config("lsm_light:tiny")

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_IMAGE = "data/Set5/LR_bicubic/X{scale}/babyx{scale}.png"
+DEFAULT_IMAGE = "LR_bicubic/X{scale}/babyx{scale}.png"   # in the bundled Set5 (lsm_jax.evaluation.benchmarks)
 DEFAULT_SEED = 10     # the recipes' config.seed
 NO_RECURRENCE = ("reference semantics at batch 1: the LRU scans the batch axis, a sequence of length 1, so "
                  "there is no recurrence (λ, ν, θ and Mk_A have no effect); no {what} plotted")
@@ -93,7 +92,11 @@ def has_recurrence_at_batch1(cfg) -> bool:
 def load_image(path: str | None, scale: int) -> tuple[np.ndarray, str]:
     """An LR image as float32 (H, W, 3) in [0, 1] and its name (default: Set5 baby at this scale)."""
     from lsm_jax.data.image_io import read_rgb8
-    p = Path(path) if path else REPO / DEFAULT_IMAGE.format(scale=scale)
+    if path:
+        p = Path(path)
+    else:
+        from lsm_jax.evaluation.benchmarks import bundled_set5
+        p = bundled_set5() / DEFAULT_IMAGE.format(scale=scale)
     if not p.is_file():
         raise FileNotFoundError(f"--image {p}: no such file")
     return read_rgb8(p).astype(np.float32) / 255.0, p.name

@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 import ml_collections
 
-from lsm_jax.studies.sweep import Setting, Sweep, SweepError, load_config
+from lsm_jax.studies.sweep import Setting, Sweep, SweepError, override_flags
+from lsm_jax.training.config_loader import load_config
 
 log = logging.getLogger("lsm_jax.study")
 
@@ -113,10 +114,11 @@ def rescale_steps(config: ml_collections.ConfigDict, steps: int, keep: frozenset
 
 
 def run_config(spec: dict[str, Any], run: Run) -> ml_collections.ConfigDict:
-    """The training config of one run: the file, the fixed overrides, the setting, seed, steps, data."""
+    """The training config of one run: the config (name or file), the fixed overrides, the setting, seed,
+    steps, data."""
     fixed = [tuple(s.split("=", 1)) for s in spec["set"]]
     overrides = [*fixed, *run.setting.overrides]
-    config = load_config(spec["config"], overrides)
+    config = load_config(spec["config"], override_flags(overrides))
     config.seed = int(config.seed) + run.seed
     if spec["steps"]:
         rescale_steps(config, int(spec["steps"]), frozenset(k for k, _ in overrides))

@@ -4,20 +4,18 @@
     --zip model.rmin=0.4,0.9 --zip model.rmax=0.9,0.99                  2 settings (zipped)
     --sweep 'model.depth=(2, 2),(4, 4)'                                  commas inside () [] stay
 
-Values are parsed against the config field's type by the train command's own parser
-(`lsm_jax.train.parse_args`), so `--sweep model.rmni=...` or `--sweep model.rmin=abc` fails at
-once with a one-line error naming the flag.
+Values are parsed against the config field's type by the one config loader
+(`lsm_jax.training.config_loader.load_config`, as the train command parses `--config.KEY=VALUE`), so
+`--sweep model.rmni=...` or `--sweep model.rmin=abc` fails at once with a one-line error naming the flag.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import ml_collections
+from lsm_jax.training.config_loader import load_config
 
 
 class SweepError(ValueError):
@@ -130,15 +128,8 @@ class Sweep:
 
 
 def override_flags(overrides) -> list[str]:
-    """[(key, value)] -> ['--config.key=value', ...] for `cli.parse_args`."""
+    """[(key, value)] -> ['--config.key=value', ...] for `config_loader.load_config`."""
     return [f"--config.{k}={v}" for k, v in overrides]
-
-
-def load_config(config_arg: str, overrides=()) -> ml_collections.ConfigDict:
-    """The training config of `FILE:ARG` with `overrides`, parsed exactly as `lsm_jax.train` does."""
-    from lsm_jax import train as cli
-    config, _ = cli.parse_args(["study", f"--config={config_arg}", "--workdir=-", *override_flags(overrides)])
-    return config
 
 
 def validate(config_arg: str, sweep: Sweep) -> None:
@@ -147,17 +138,7 @@ def validate(config_arg: str, sweep: Sweep) -> None:
     for axis in sweep.grid + sweep.zipped:
         for value in axis.values:
             try:
-                load_config(config_arg, [(axis.key, value)])
+                load_config(config_arg, override_flags([(axis.key, value)]))
             except ValueError as err:
                 detail = str(err).split(": ", 1)[-1] if str(err).startswith("--config.") else str(err)
                 raise SweepError(f"{axis.flag} {axis.key}={value}: {detail}") from None
-
-
-def load_config_file(path: str | os.PathLike, arg: str = "") -> ml_collections.ConfigDict:
-    """`get_config(arg)` of a config file (what configs/studies/*.py build on)."""
-    import importlib.util
-    path = Path(path)
-    spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()

@@ -8,6 +8,8 @@ A config is named by a spec, `SOURCE[:ARG]`:
     configs/lsm_light.py:tiny           any config file by its path
     /abs/path/my_recipe.py:x2           the same, for a user's own file
 
+A path that is not a file here but spells a packaged document as the checkout does (`configs/NAME.py`)
+loads the packaged document, so commands written for the checkout also work from an install.
 ARG is the file's `get_config(arg)` argument (a recipe name). Overrides are spelled as `ml_collections`'
 config flags spell them, `--config.KEY=VALUE`, and are applied as those flags apply them: the value is
 parsed by the type of the field it replaces, and the config is locked, so an unknown field or a wrong type
@@ -53,16 +55,20 @@ def _package_dir() -> Path | None:
 
 
 def config_path(source: str) -> Path:
-    """The file a spec's SOURCE names: an existing path, else a packaged document; ValueError otherwise."""
+    """The file a spec's SOURCE names: an existing path, else a packaged document (by name, or by its
+    checkout path `configs/NAME.py` when no such file is here); ValueError otherwise."""
     path = Path(source)
     if path.is_file():
         return path
     root = _package_dir()
-    name = source[:-3] if source.endswith(".py") else source
     if root is not None and not path.is_absolute():
-        candidate = root / f"{name}.py"
-        if candidate.is_file() and not candidate.name.startswith("_"):
-            return candidate
+        parts = Path(source[:-3] if source.endswith(".py") else source).parts
+        for rel in (parts, parts[1:] if parts[:1] == ("configs",) else ()):
+            if not rel or ".." in rel or rel[-1].startswith("_"):
+                continue
+            candidate = root.joinpath(*rel[:-1], rel[-1] + ".py")
+            if candidate.is_file():
+                return candidate
     known = ", ".join(packaged_names()) or "none found"
     raise ValueError(f"--config: no config file or packaged config {source!r} "
                      f"(expected a .py file, or one of: {known}; e.g. {EXAMPLE})")
@@ -91,7 +97,9 @@ def check_overrides(overrides: Sequence[str]) -> None:
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """The config of `spec` with `--config.KEY=VALUE` overrides applied (typed, locked)."""
+    """The config of `spec` with `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides applied
+    (typed, locked)."""
+    overrides = normalise(list(overrides))
     check_overrides(overrides)
     return parse_flags([f"--config={spec}", *overrides]).config
 

@@ -1,4 +1,5 @@
-"""The training recipes of spec §8 as ml_collections configs; `configs/<variant>.py` call `build`.
+"""The training recipes of spec §8 as ml_collections configs; the config documents
+(`configs/<variant>.py`, packaged as `lsm_jax.configs`) call `build`.
 
 Every field of the training config, with its meaning, is set in `base_config`; a recipe row only
 fills in the numbers of the authors' option files (patch, batch, lr, schedule, total steps).
@@ -13,8 +14,6 @@ import ml_collections
 from lsm_jax.data.defaults import default_data_config
 from lsm_jax.training.axis_rules import DEFAULT_RULES
 from lsm_jax.model.variants import network_config
-
-RECIPE_NAMES = ("x2_scratch", "x2_finetune", "x3_finetune", "x4_finetune", "tiny")
 
 # Milestone sets of the authors' option files (γ = 0.5).
 SCRATCH_MILESTONES = [250_000, 400_000, 450_000, 475_000]
@@ -90,7 +89,8 @@ def base_config(variant: str, scale: int) -> ml_collections.ConfigDict:
     c.distributed = ml_collections.ConfigDict(dict(
         initialize=False, coordinator_address="", num_processes=0, process_id=-1))
     c.checkpoint = ml_collections.ConfigDict(dict(every=5000, keep=3, async_save=True))
-    # Validation with the EMA weights on benchmark folders (HR/ + LR_bicubic/X{s}/), PSNR/SSIM on Y.
+    # Validation with the EMA weights on benchmark folders (HR/ + LR_bicubic/X{s}/), PSNR/SSIM on Y;
+    # "data/Set5" is the Set5 bundled with the package wherever no such folder is in the working directory.
     c.eval = ml_collections.ConfigDict(dict(
         every=5000, dirs=["data/Set5"], num_images=3, crop=96, best_dir=0))
     c.log_every = 100

@@ -9,7 +9,6 @@ checkpoint, go to TensorBoard. The jitted forward compiles once per image size.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -18,19 +17,8 @@ import numpy as np
 from flax import nnx
 
 from lsm_jax.data.image_io import read_rgb8
+from lsm_jax.evaluation.benchmarks import resolve_benchmark_dir
 from lsm_jax.evaluation.scoring import bicubic_upscaler, evaluate_folder, find_pairs
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve_data_dir(path: str | os.PathLike) -> Path:
-    """A benchmark folder as given, or relative to the repository (so 'data/Set5' works anywhere)."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    if not path.is_absolute() and (REPO_ROOT / path).is_dir():
-        return REPO_ROOT / path
-    raise FileNotFoundError(f"eval.dirs: {str(path)!r} is not a directory")
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -61,7 +49,7 @@ class Validator:
     def __init__(self, graphdef: nnx.GraphDef, rest: nnx.State, params_sharding: Any, replicated: Any,
                  config: ml_collections.ConfigDict):
         self.scale = int(config.model.upscale)
-        self.dirs = [resolve_data_dir(d) for d in config.eval.dirs] if config.eval.every > 0 else []
+        self.dirs = [resolve_benchmark_dir(d) for d in config.eval.dirs] if config.eval.every > 0 else []
         self.num_images = int(config.eval.num_images)
         self.crop = int(config.eval.crop)
         self.best_dir = int(config.eval.best_dir)
