@@ -284,6 +284,20 @@ def demo(rows):
                   "training, min", "s/step", "conditions"], out)
 
 
+def model_zoo(rows):
+    out = [[f"`{r['model']}`", r["variant"], f"x{r['scale']}", r["task"], f"{int(r['parameters']):,}",
+            f"`{r['authors_file']}`"] for r in rows]
+    return table(["`--model`", "variant", "scale", "task", "parameters", "the authors' file"], out)
+
+
+def export_onnx(rows):
+    out = [[r["model"], f"x{r['scale']}", r["semantics"], r["size"], f"{num(r['bytes']) / 1e6:.1f} MB",
+            f"{int(r['nodes']):,}", f"{fmt(r['export_s'])} + {fmt(r['check_s'])}", r["max_abs_diff"],
+            f"{r['levels_differing']} of {int(r['samples']):,}"] for r in rows]
+    return table(["model (random init)", "scale", "semantics", "LR size", "file", "nodes", "export + check, s",
+                  "max \\|ONNX − JAX\\|", "8-bit samples one level apart"], out)
+
+
 def bench_folder(rows):
     out = [[r.get("bucketing", ""), r["mode"], r["compiles"], fmt(r["first_s"]), fmt(r["steady_median_s"]),
             fmt(r["total_s"]), r["date"]] for r in rows]
@@ -421,6 +435,8 @@ TABLES: dict[str, Table] = {
                              lambda rows: [r for r in rows if num(r.get("band_excess_8bit")) is not None]),
     "bench_inference": Table("bench_inference.csv", bench_inference, extra=("allocator",)),
     "demo": Table("demo.csv", demo),
+    "model_zoo": Table("model_zoo.csv", model_zoo),
+    "export_onnx": Table("export_onnx.csv", export_onnx, extra=("onnxruntime",)),
     "anchors_authors_code": Table("outside_anchors.csv",
                                   lambda rows: outside_anchors(where(rows, section="authors_code"))),
     "anchors_floor": Table("outside_anchors.csv", lambda rows: outside_anchors(where(rows, section="floor"))),
