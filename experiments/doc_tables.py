@@ -406,17 +406,6 @@ def pod_plan(rows):
                   "**estimate:** img/s/chip", "**estimate:** MFU", "note"], out)
 
 
-def pod_summary(rows):
-    """The README's view: each variant's recipe-batch rows per topology, memory and the estimate apart."""
-    pick = [r for r in _pod_sorted(rows) if r["kind"] == "train" and r["status"] == "ok"
-            and (r["global_batch"] == "32" or (r["topology"] == "v5e:16x16" and r["global_batch"] == "256")
-                 or r["topology"] == "v5p:1x1x1")]
-    out = [[r["variant"], r["topology"], f"{r['global_batch']} ({fmt(r['batch_per_chip'])} per chip)",
-            f"{fmt(r['total_gib'])} of {fmt(r['hbm_gib'])}", _estimate_ms(r)] for r in pick]
-    return table(["variant", "topology", "global batch", "GiB per device (compiler)",
-                  "**estimate:** TPU cost-model step, ms"], out)
-
-
 TABLES: dict[str, Table] = {
     "scan_cpu": Table("scan_cpu.csv", scan_cpu, lambda rows: where(rows, **SCAN_POINT) + where(rows, kind="memory")),
     "scan_auto": Table("scan_cpu.csv", scan_auto, lambda rows: where(rows, kind="scan")),
@@ -445,5 +434,4 @@ TABLES: dict[str, Table] = {
     "compile_cache": Table("compile_cache.csv", compile_cache),
     "study_first_results": Table("studies/first_results/report.csv", study_first_results),
     "pod_plan": Table("pod_plan.csv", pod_plan),
-    "pod_summary": Table("pod_plan.csv", pod_summary),
 }
