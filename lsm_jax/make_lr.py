@@ -1,6 +1,6 @@
-"""Make MATLAB-bicubic LR images: ``python -m lsm_jax.make_lr --hr DIR --scale S --out DIR``.
+"""Make MATLAB-bicubic LR images: ``lsm-make-lr -i HR_DIR --scale S -o DIR`` (or ``python -m lsm_jax.make_lr``).
 
-Writes ``{stem}x{S}.png`` for every image in ``--hr`` (BasicSR/SwinIR/DIV2K
+Writes ``{stem}x{S}.png`` for every image in ``-i`` (BasicSR/SwinIR/DIV2K
 layout). As in the scripts that made the benchmark sets, each HR is first
 cropped to a multiple of S (``modcrop``) and then downscaled by 1/S with
 :func:`lsm_jax.data.imresize.imresize` on uint8, so the LR is exactly HR/S.
@@ -12,38 +12,55 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
+from typing import Sequence
 
 from lsm_jax.data.image_io import ImageFileError
 from lsm_jax.data.lr_images import make_lr_folder
 
-def main(argv: list[str] | None = None) -> None:
+# Spellings before the one vocabulary of the commands: still read, not shown in the help.
+RENAMED = {"--hr": "--input", "--out": "--output", "--no-progress": "--quiet"}
+PROG = "lsm-make-lr"
+
+
+def _new_spellings(argv: Sequence[str] | None, renamed: dict[str, str]) -> list[str]:
+    """`argv` with the spellings from before the commands' one vocabulary (still read, not in the help)
+    replaced by today's: `--old VALUE` and `--old=VALUE`."""
+    out = []
+    for arg in sys.argv[1:] if argv is None else argv:
+        name, eq, value = arg.partition("=")
+        out.append(renamed[name] + eq + value if name in renamed else arg)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry point."""
     ap = argparse.ArgumentParser(
-        prog="python -m lsm_jax.make_lr",
+        prog=PROG,
         description="Downscale every HR image with MATLAB-compatible bicubic; writes {stem}x{S}.png.",
     )
-    ap.add_argument("--hr", required=True, help="folder of HR images")
+    ap.add_argument("-i", "--input", required=True, metavar="DIR", help="folder of HR images")
+    ap.add_argument("-o", "--output", required=True, metavar="DIR",
+                    help="output folder, e.g. DIV2K_train_LR_bicubic/X2")
     ap.add_argument("--scale", required=True, type=int, help="integer downscaling factor S (>= 2)")
-    ap.add_argument("--out", required=True, help="output folder, e.g. DIV2K_train_LR_bicubic/X2")
     ap.add_argument("--skip-existing", action="store_true", help="keep LR files that already exist")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary (errors only)")
+    args = ap.parse_args(_new_spellings(argv, RENAMED))
     if args.scale < 2:
-        raise SystemExit(f"make_lr: --scale must be an integer >= 2, got {args.scale}")
-    if not Path(args.hr).is_dir():
-        raise SystemExit(f"make_lr: --hr {args.hr}: not a directory")
+        raise SystemExit(f"{PROG}: error: --scale must be an integer >= 2, got {args.scale}")
+    if not Path(args.input).is_dir():
+        raise SystemExit(f"{PROG}: error: -i {args.input}: not a directory")
     try:
         n, errors = make_lr_folder(
-            args.hr, args.scale, args.out, overwrite=not args.skip_existing, progress=not args.no_progress
+            args.input, args.scale, args.output, overwrite=not args.skip_existing, progress=not args.quiet
         )
     except ImageFileError as e:
-        raise SystemExit(f"make_lr: {e}") from None
-    print(f"wrote {n} LR images to {args.out}")
+        raise SystemExit(f"{PROG}: error: {e}") from None
+    if not args.quiet:
+        print(f"wrote {n} LR images to {args.output}")
     if errors:
         for m in errors:
             print(f"  bad file: {m}", file=sys.stderr)
-        raise SystemExit(f"make_lr: {len(errors)} file(s) failed (listed above)")
+        raise SystemExit(f"{PROG}: error: {len(errors)} file(s) failed (listed above)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def _small_benchmark(tmp_path, names=("bird", "butterfly"), scale=4, manga=False
 
 def test_cli_bicubic_set5_json(tmp_path, capsys):
     out = tmp_path / "res" / "set5.json"
-    evaluate.run(["--bicubic", "--data", str(SET5), "--scale", "4", "--json", str(out), "--no-progress"])
+    evaluate.run(["--bicubic", "-i", str(SET5), "--scale", "4", "-o", str(out), "-q"])
     text = capsys.readouterr().out
     assert "| baby" in text and "Set5" in text and "Bicubic" in text
     res = json.loads(out.read_text())
@@ -83,21 +83,23 @@ def test_missing_and_mismatched_files_are_named(tmp_path):
     root = _small_benchmark(tmp_path)
     (root / "LR_bicubic" / "X4" / "birdx4.png").unlink()
     with pytest.raises(SystemExit, match=r"bird\.png: no LR"):
-        evaluate.run(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
+        evaluate.run(["--bicubic", "-i", str(root), "--scale", "4", "-q"])
     write_png(root / "LR_bicubic" / "X4" / "birdx4.png", np.zeros((70, 72, 3), np.uint8))  # bird HR 288 -> 72
     with pytest.raises(SystemExit, match=r"birdx4\.png: LR 70x72 does not match HR bird\.png 288x288"):
-        evaluate.run(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
+        evaluate.run(["--bicubic", "-i", str(root), "--scale", "4", "-q"])
     with pytest.raises(SystemExit, match=r"LR_bicubic: no X2 folder \(found: X4\)"):
-        evaluate.run(["--bicubic", "--data", str(root), "--scale", "2", "--no-progress"])
+        evaluate.run(["--bicubic", "-i", str(root), "--scale", "2", "-q"])
     with pytest.raises(SystemExit, match="nowhere.*not a directory"):
-        evaluate.run(["--bicubic", "--data", str(tmp_path / "nowhere"), "--scale", "2"])
+        evaluate.run(["--bicubic", "-i", str(tmp_path / "nowhere"), "--scale", "2"])
+    with pytest.raises(SystemExit, match="nowhere.*not a directory"):   # the spellings from before -i/-o/-q
+        evaluate.run(["--bicubic", "--data", str(tmp_path / "nowhere"), "--scale", "2", "--no-progress"])
 
 
 def test_corrupt_image_is_named(tmp_path):
     root = _small_benchmark(tmp_path)
     (root / "HR" / "butterfly.png").write_bytes(b"not a png at all")
     with pytest.raises(SystemExit, match=r"butterfly\.png: cannot decode"):
-        evaluate.run(["--bicubic", "--data", str(root), "--scale", "4", "--no-progress"])
+        evaluate.run(["--bicubic", "-i", str(root), "--scale", "4", "-q"])
 
 
 @pytest.mark.parametrize("model,message", [
@@ -121,9 +123,10 @@ def test_summary_uses_paper_column_order():
     assert cols == ["Method", "Scale", "Set5", "BSD100", "Urban100", "Mine"]
 
 
-def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
-    """--checkpoint with the converted tiny network; a scale mismatch and a bad path are clear errors."""
-    from fixture_checkpoint import tiny_checkpoint
+def test_real_checkpoint(tmp_path, tmp_path_factory, capsys, monkeypatch):
+    """--checkpoint with the converted tiny network; a scale mismatch and a bad path are clear errors; a
+    state_dict straight to --checkpoint, the scale read from it, the images saved."""
+    from fixture_checkpoint import tiny_checkpoint, write_reference_files
 
     ckpt = tiny_checkpoint(tmp_path_factory)
     hr = tmp_path / "Tiny" / "HR"
@@ -132,12 +135,14 @@ def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
     write_png(hr / "a.png", full[:24, :30])
     write_png(hr / "b.png", full[40:64, 50:80])   # same size: one compilation
     with pytest.raises(SystemExit, match=r"is a x2 model but --scale is 4"):
-        evaluate.run(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "4"])
-    with pytest.raises(SystemExit, match=r"absent: cannot load"):
-        evaluate.run(["--checkpoint", str(tmp_path / "absent"), "--data", str(tmp_path / "Tiny"),
+        evaluate.run(["--checkpoint", str(ckpt), "-i", str(tmp_path / "Tiny"), "--scale", "4"])
+    with pytest.raises(SystemExit, match=r"absent: checkpoint not found"):
+        evaluate.run(["--checkpoint", str(tmp_path / "absent"), "-i", str(tmp_path / "Tiny"),
                        "--scale", "2"])
-    res = evaluate.run(["--checkpoint", str(ckpt), "--data", str(tmp_path / "Tiny"), "--scale", "2",
-                         "--no-progress", "--json", str(tmp_path / "r.json"), "--ensemble"])
+    with pytest.raises(SystemExit, match=r"--bicubic needs --scale"):
+        evaluate.run(["--bicubic", "-i", str(tmp_path / "Tiny")])
+    res = evaluate.run(["--checkpoint", str(ckpt), "-i", str(tmp_path / "Tiny"), "--scale", "2",
+                         "-q", "-o", str(tmp_path / "r.json"), "--ensemble"])
     assert [im["name"] for im in res[0]["images"]] == ["a", "b"]
     assert all(np.isfinite(im["psnr"]) and 0 < im["ssim"] <= 1 for im in res[0]["images"])
     saved = json.loads((tmp_path / "r.json").read_text())
@@ -146,6 +151,18 @@ def test_real_checkpoint(tmp_path, tmp_path_factory, capsys):
     assert ens["psnr"] != res[0]["psnr"] and np.isfinite(ens["psnr"])   # its own row, its own numbers
     out = capsys.readouterr().out
     assert "| ckpt " in out and "| ckpt+ | x2 |" in out
+    weights, _ = write_reference_files(tmp_path / "ref")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))      # the converted model's cache: this test's
+    again = evaluate.run(["--checkpoint", str(weights), "-i", str(tmp_path / "Tiny"), "-q",
+                          "--save-images", str(tmp_path / "sr")])          # no --scale: x2 from the weights
+    assert [im["psnr"] for im in again[0]["images"]] == [im["psnr"] for im in res[0]["images"]]
+    saved_png = sorted(p.name for p in (tmp_path / "sr" / "Tiny").iterdir())
+    assert saved_png == ["a_x2.png", "b_x2.png"]
+    sr = read_rgb8(tmp_path / "sr" / "Tiny" / "a_x2.png")
+    assert sr.shape == (24, 30, 3)
+    from lsm_jax.evaluation.metrics import psnr
+    assert psnr(sr, full[:24, :30], 2) == pytest.approx(again[0]["images"][0]["psnr"], abs=1e-9)   # as scored
+    assert "| weights " in capsys.readouterr().out                       # the method row: the file's stem
 
 
 def test_make_lr_cli_reproduces_set5_and_reports_bad_files(tmp_path, capsys):
@@ -153,17 +170,17 @@ def test_make_lr_cli_reproduces_set5_and_reports_bad_files(tmp_path, capsys):
     hr.mkdir()
     for n in ("bird", "woman"):
         shutil.copy(SET5 / "HR" / f"{n}.png", hr / f"{n}.png")
-    make_lr.main(["--hr", str(hr), "--scale", "3", "--out", str(tmp_path / "X3"), "--no-progress"])
+    make_lr.main(["-i", str(hr), "--scale", "3", "-o", str(tmp_path / "X3"), "-q"])
     for n in ("bird", "woman"):
         got = read_rgb8(tmp_path / "X3" / f"{n}x3.png")
         want = read_rgb8(SET5 / "LR_bicubic" / "X3" / f"{n}x3.png")
         assert np.array_equal(got, want)
     (hr / "broken.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(SystemExit, match="1 file"):
-        make_lr.main(["--hr", str(hr), "--scale", "2", "--out", str(tmp_path / "X2"), "--no-progress"])
+        make_lr.main(["-i", str(hr), "--scale", "2", "-o", str(tmp_path / "X2"), "-q"])
     assert "broken.png" in capsys.readouterr().err
     assert (tmp_path / "X2" / "birdx2.png").exists()  # the good files were still written
     with pytest.raises(SystemExit, match="--scale must be"):
-        make_lr.main(["--hr", str(hr), "--scale", "1", "--out", str(tmp_path / "X1")])
-    with pytest.raises(SystemExit, match="not a directory"):
+        make_lr.main(["-i", str(hr), "--scale", "1", "-o", str(tmp_path / "X1")])
+    with pytest.raises(SystemExit, match="not a directory"):   # the spellings from before -i/-o still work
         make_lr.main(["--hr", str(tmp_path / "none"), "--scale", "2", "--out", str(tmp_path / "X1")])

@@ -100,8 +100,8 @@ def test_bad_files_are_named_skipped_and_reported(src_dir, tmp_path, capsys):
     (hr / "0001.png").write_bytes(b"not a png")
     (tmp_path / "X3" / "0002x3.png").write_bytes((src_dir / "LR" / "X3" / "0003x3.png").read_bytes())  # wrong size
     with pytest.raises(SystemExit, match="2 file"):
-        main(["--hr", str(hr), "--lr", str(tmp_path / "X{scale}"), "--scales", "2,3", "--out", str(tmp_path / "o"),
-              "--crop", str(CROP), "--step", str(STEP), "--jobs", "1", "--no-progress"])
+        main(["-i", str(hr), "--lr", str(tmp_path / "X{scale}"), "--scales", "2,3", "-o", str(tmp_path / "o"),
+              "--crop", str(CROP), "--step", str(STEP), "--jobs", "1", "-q"])
     err = capsys.readouterr().err
     assert "0001.png" in err and "0002x3.png" in err and "x3 needs" in err
     index = json.loads((tmp_path / "o" / "index.json").read_text())

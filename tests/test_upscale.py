@@ -47,13 +47,15 @@ def fake_model(monkeypatch):
 
 @pytest.fixture
 def ckpt(tmp_path):
+    """A folder that passes for a checkpoint (the fake model never reads it)."""
     d = tmp_path / "ckpt"
     d.mkdir()
+    (d / "config.json").write_text("{}")
     return d
 
 
 def cli(checkpoint, inp, out, *extra) -> list[str]:
-    return ["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out), *extra]
+    return ["--checkpoint", str(checkpoint), "-i", str(inp), "-o", str(out), *extra]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +264,49 @@ def test_missing_input_or_checkpoint_is_one_line(tmp_path, ckpt):
     with pytest.raises(SystemExit) as e:
         main(cli(tmp_path / "no_ckpt", tmp_path / "a.png", tmp_path / "o"))
     assert "checkpoint not found" in str(e.value.code) and "no_ckpt" in str(e.value.code)
+    with pytest.raises(SystemExit, match=r"checkpoint not found: lsm_light_x4 \(a released model: pass --model"):
+        main(cli("lsm_light_x4", tmp_path / "a.png", tmp_path / "o"))
+    with pytest.raises(SystemExit, match="unknown model 'lsm_huge_x4': the released models are lsm_x2, "):
+        main(["-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "lsm_huge_x4"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="empty: not an lsm-jax checkpoint folder"):
+        main(cli(tmp_path / "empty", tmp_path / "a.png", tmp_path / "o"))
+    for bad, message in ((["--suffix", "_{size}"], "the only field is {scale}"),
+                         (["--suffix", "/x"], "path separator"), (["--quality", "0"], "--quality must be 1-100")):
+        with pytest.raises(SystemExit, match=message):
+            main(cli(ckpt, tmp_path / "a.png", tmp_path / "o", *bad))
+
+
+def test_suffix_and_formats(tmp_path, ckpt, fake_model, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    rgb = rng_img((5, 4, 3), seed=30)
+    Image.fromarray(rgb).save(d / "rgb.png")
+    Image.fromarray(rng_img((5, 4, 4), seed=31), "RGBA").save(d / "alpha.png")
+    deep = rng_img((5, 4), np.uint16, seed=32)
+    Image.fromarray(deep).save(d / "deep.png")
+    assert main(cli(ckpt, d, tmp_path / "png", "--suffix=-sr{scale}", "-q")) == 0   # "=": it starts with "-"
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["alpha-sr2.png", "deep-sr2.png", "rgb-sr2.png"]
+    # JPEG: 8-bit, no alpha (that file fails, the others are written); 16 bits are rounded, with a note.
+    assert main(cli(ckpt, d, tmp_path / "jpg", "--ext", "jpg", "--suffix", "")) == 1
+    err = capsys.readouterr().err
+    assert "alpha.png: the image has an alpha channel, which JPEG cannot hold: use --ext png or webp" in err
+    assert "16-bit result written with 8 bits per sample" in err
+    assert sorted(p.name for p in (tmp_path / "jpg").iterdir()) == ["deep.jpg", "rgb.jpg"]
+    with Image.open(tmp_path / "jpg" / "rgb.jpg") as im:
+        assert im.format == "JPEG" and im.size == (8, 10)
+    # WebP: lossless by default, alpha kept, gray stored as RGB.
+    assert main(cli(ckpt, d, tmp_path / "webp", "--ext", "WEBP", "-q")) == 0
+    with Image.open(tmp_path / "webp" / "rgb_x2.webp") as im:
+        np.testing.assert_array_equal(np.asarray(im), nearest(rgb))
+    with Image.open(tmp_path / "webp" / "alpha_x2.webp") as im:
+        assert im.mode == "RGBA"
+    with Image.open(tmp_path / "webp" / "deep_x2.webp") as im:
+        gray = np.asarray(im.convert("RGB"))[..., 0]
+    np.testing.assert_array_equal(gray, np.rint(nearest(deep) / 257.0).astype(np.uint8))
+    # An empty suffix into the input folder would overwrite the input: refused.
+    assert main(cli(ckpt, d / "rgb.png", d, "--suffix", "", "-q")) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -270,14 +315,24 @@ def tiny_ckpt(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory)
 
 
-def test_same_input_same_bits(tmp_path, tiny_ckpt):
-    """Two runs of the real network, each with a fresh model load, write the same bytes."""
+def test_same_input_same_bits(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    """Two runs of the real network, each with a fresh model load, write the same bytes; so does the
+    state_dict given straight to --checkpoint (converted on the fly)."""
+    from fixture_checkpoint import write_reference_files
     src = rng_img((7, 5, 3), seed=12)
     Image.fromarray(src).save(tmp_path / "a.png")
     for out in ("o1", "o2"):
         assert main(cli(tiny_ckpt, tmp_path / "a.png", tmp_path / out, "--quiet")) == 0
+    assert capsys.readouterr() == ("", "")
     first = (tmp_path / "o1" / "a_x2.png").read_bytes()
     assert first == (tmp_path / "o2" / "a_x2.png").read_bytes()
+    weights, _ = write_reference_files(tmp_path / "ref")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))      # the converted model's cache: this test's
+    assert main(cli(weights, tmp_path / "a.png", tmp_path / "o3", "--tile", "4", "--tile-overlap", "1")) == 0
+    err, out = capsys.readouterr()[::-1]
+    assert "converted weights.npz: LSM x2" in err and "model weights (LSM x2): loaded" in err
+    assert "compiled for this size" in err and "MP out; compile" in out and "program(s)" in out
+    assert (tmp_path / "o3" / "a_x2.png").exists()
     with Image.open(tmp_path / "o1" / "a_x2.png") as im:   # the network's output, not a copy of the input
         assert im.mode == "RGB" and im.size == (10, 14)
         rgb = np.asarray(im)

@@ -1,7 +1,7 @@
 """The Python API, exported as `lsm_jax.load_model`: one model, any image kind.
 
     >>> from lsm_jax import load_model
-    >>> model = load_model(checkpoint)               # an lsm-jax checkpoint folder
+    >>> model = load_model(checkpoint)               # a checkpoint folder, weights file, or "lsm_light_x4"
     >>> sr = model.upscale(photo)                    # uint8 (H, W, 3) in, uint8 (sH, sW, 3) out
     >>> sr.dtype, sr.shape == (model.scale * photo.shape[0], model.scale * photo.shape[1], 3)
     (dtype('uint8'), True)
@@ -28,6 +28,7 @@ from lsm_jax.data.image_io import image_from_array, image_from_pillow
 from lsm_jax.inference.forward import Upscaler
 from lsm_jax.inference.image_files import upscale_image
 from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn
+from lsm_jax.porting.model_source import resolve
 
 __all__ = ["Model", "load_model"]
 
@@ -36,22 +37,31 @@ _DTYPES = ("float32", "bfloat16")
 
 
 def load_model(source: str | os.PathLike, *, dtype: str = "float32") -> "Model":
-    """The model of an lsm-jax checkpoint folder (what `lsm-train` exports and `lsm-convert` writes), ready
-    to `upscale` with. `dtype='bfloat16'` computes matmuls and convolutions in bf16 (states, softmax and
-    sums stay float32): faster on accelerators, not bit-exact."""
+    """The model of `source`, ready to `upscale` with. `source` is what `lsm-upscale --model` takes: a released
+    model's name (`"lsm_light_x4"`: the authors' weights, downloaded and converted once into the user cache),
+    `"hf://OWNER/REPO/FILE"`, an `https://` URL of a weights file, a `.pth`/`.safetensors`/`.npz` weights
+    file (converted once, cached by its sha256), or an lsm-jax checkpoint folder (what `lsm-train` exports
+    and `lsm-convert` writes); see `lsm_jax.porting.model_source`. A source that cannot be used raises
+    `lsm_jax.porting.model_source.ModelSourceError` (a ValueError) with one line saying what to do.
+    `dtype='bfloat16'` computes matmuls and convolutions in bf16 (states, softmax and sums stay float32):
+    faster on accelerators, not bit-exact."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype: expected one of {', '.join(_DTYPES)}, got {dtype!r}")
-    if not os.path.isdir(source):
-        raise FileNotFoundError(f"{source}: not an lsm-jax checkpoint folder")
-    network = Upscaler.from_checkpoint(source, **({} if dtype == "float32" else {"dtype": dtype}))
-    return Model(network, os.fspath(source), dtype)
+    text = os.fspath(source)
+    if not os.path.exists(text) and ("/" in text or os.sep in text) and "://" not in text:
+        raise FileNotFoundError(f"{text}: not an lsm-jax checkpoint folder or weights file (no such path)")
+    resolved = resolve(source, report=log.info)
+    network = Upscaler.from_checkpoint(resolved.path, **({} if dtype == "float32" else {"dtype": dtype}))
+    return Model(network, os.fspath(source), dtype, folder=resolved.path)
 
 
 class Model:
     """A loaded LSM network; `upscale(image)` super-resolves one image and returns it in its own kind."""
 
-    def __init__(self, network: Upscaler, source: str, dtype: str = "float32"):
+    def __init__(self, network: Upscaler, source: str, dtype: str = "float32",
+                 folder: str | os.PathLike | None = None):
         self.network, self.source, self.dtype = network, source, dtype
+        self.folder = os.fspath(folder if folder is not None else source)   # the checkpoint folder it was read from
         self.scale, self.channels = int(network.scale), int(network.channels)
         self._variants: dict[str, Model] = {dtype: self}
 
@@ -63,7 +73,7 @@ class Model:
     def at_dtype(self, dtype: str) -> "Model":
         """The same checkpoint computing in `dtype` (loaded once, then kept)."""
         if dtype not in self._variants:
-            self._variants[dtype] = load_model(self.source, dtype=dtype)
+            self._variants[dtype] = load_model(self.folder, dtype=dtype)
         return self._variants[dtype]
 
     def upscale(self, image: Any, *, tile: int | None = None, ensemble: bool = False, dtype: str | None = None,
