@@ -1,6 +1,6 @@
 """Append a `make demo` run's summary to the committed results, so the README can quote it.
 
-    python -m lsm_jax.demo --out demo_out && python -m experiments.record_demo demo_out/summary.json \
+    lsm-demo -o demo_out && python -m experiments.record_demo demo_out/summary.json \
         [--note "what else ran on the machine"] [--csv experiments/results/demo.csv]
 
 The row keeps every figure of `summary.json` (Set5 x2 PSNR/SSIM of the model and of bicubic, the

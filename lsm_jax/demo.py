@@ -1,6 +1,6 @@
 r"""`make demo`: train the tiny LSM-light on this CPU, then compare it with bicubic on Set5 x2.
 
-    lsm-demo [--out demo_out] [--steps N] [--config.key=value ...]     (or python -m lsm_jax.demo ...)
+    lsm-demo [-o demo_out] [--steps N] [--target-db DB] [-q] [--config.KEY=VALUE ...]   (or python -m lsm_jax.demo)
 
 1. Trains the packaged config `lsm_light:tiny` (paper semantics, 67K parameters; the file is
    configs/lsm_light.py in the checkout) on the embedded scikit-image photographs, validating on the
@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from lsm_jax.evaluation.benchmarks import bundled_set5
-from lsm_jax.training.config_loader import load_config
+from lsm_jax.training.config_loader import load_config, normalise
 
 CONFIG = "lsm_light:tiny"
+PROG = "lsm-demo"
+# Spellings before the commands' one vocabulary: still read, not shown in the help.
+RENAMED = {"--out": "--output", "--target_db": "--target-db"}
 
 
 def demo_config(steps: int, overrides: list[str]):
@@ -82,16 +85,60 @@ def side_by_side(crops: list[dict], scores: dict[str, tuple[float, float]], path
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the demo; returns 0 when the tiny model beats bicubic by at least `--target_db`."""
-    parser = argparse.ArgumentParser(description="Train the tiny LSM-light on CPU and compare with bicubic.")
-    parser.add_argument("--out", default="demo_out", help="output folder (its run/ is replaced)")
-    parser.add_argument("--steps", type=int, default=0,
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, usage="%(prog)s [-h] [-o DIR] [--steps N] [--target-db DB] [-q] [--config.KEY=VALUE ...]",
+        description="Train the tiny LSM-light (lsm_light:tiny) on this CPU and compare it with bicubic "
+                               "on the bundled Set5 x2.",
+        epilog="Config overrides: --config.KEY=VALUE (or --config.KEY VALUE), typed and checked as lsm-train "
+               "checks them, applied to lsm_light:tiny. Exit status 1 when the margin over bicubic is below "
+               "--target-db.")
+    parser.add_argument("-o", "--output", metavar="DIR", default="demo_out",
+                        help="output folder: side_by_side.png, curves.png, summary.json, and the run in run/ "
+                             "(replaced) (default: demo_out)")
+    parser.add_argument("--steps", type=int, default=0, metavar="N",
                         help="training steps (default: the tiny recipe's); wins over --config.total_steps")
-    parser.add_argument("--target_db", type=float, default=1.0, help="margin over bicubic to call it a success")
-    args, overrides = parser.parse_known_args(argv)
+    parser.add_argument("--target-db", type=float, default=1.0, metavar="DB",
+                        help="margin over bicubic to call it a success (default: 1.0)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the result line (and errors): no stage lines, log lines or progress bar")
+    return parser
+
+
+def _new_spelling(arg: str) -> str:
+    """`--out DIR` / `--out=DIR` -> `--output ...` (the RENAMED spellings)."""
+    name, eq, value = arg.partition("=")
+    return RENAMED[name] + eq + value if name in RENAMED else arg
+
+
+def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """(options, `--config.KEY=VALUE` overrides); ValueError in one line for `--set` or a stray argument."""
+    argv = [_new_spelling(a) for a in normalise(list(sys.argv[1:] if argv is None else argv))]
+    args, rest = _parser().parse_known_args(argv)
+    for i, a in enumerate(rest):   # the old spelling of an override: say how to write it now
+        if a == "--set" or a.startswith("--set="):
+            value = a.partition("=")[2] or (rest[i + 1] if i + 1 < len(rest) else "")
+            example = f"--config.{value}" if "=" in value else "--config.KEY=VALUE"
+            raise ValueError(f"--set {value}".rstrip() + f": write config overrides as --config.KEY=VALUE ({example})")
+    stray = [a for a in rest if not a.startswith("--config.")]
+    if stray:
+        raise ValueError(f"unrecognized arguments: {' '.join(stray)} (config overrides are --config.KEY=VALUE; "
+                         f"see {PROG} --help)")
+    return args, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the demo; returns 0 when the tiny model beats bicubic by at least `--target-db`."""
+    try:
+        args, overrides = _arguments(argv)
+        config = demo_config(args.steps, overrides)
+    except ValueError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    say = (lambda *a, **k: None) if args.quiet else print   # the stage lines; the result line is always printed
     t_start = time.perf_counter()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", force=True)
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -100,21 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     from lsm_jax.inference.forward import Upscaler
     from lsm_jax.training.validation import crops
 
-    try:
-        config = demo_config(args.steps, overrides)
-    except ValueError as err:
-        print(f"lsm_jax.demo: error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+    if args.quiet:
+        config.progress_bar = False
+    out = Path(args.output)
     workdir = out / "run"
     shutil.rmtree(workdir, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    print(f"[demo] training the tiny LSM-light ({config.model.semantics} semantics) for {config.total_steps} "
-          f"steps: batch {config.batch_size} of {config.patch_size}×{config.patch_size} LR patches")
+    say(f"[demo] training the tiny LSM-light ({config.model.semantics} semantics) for {config.total_steps} "
+        f"steps: batch {config.batch_size} of {config.patch_size}×{config.patch_size} LR patches")
     summary = loop.train_and_evaluate(config, workdir)
 
-    print("[demo] scoring the exported EMA weights and bicubic on Set5 x2")
+    say("[demo] scoring the exported EMA weights and bicubic on Set5 x2")
     model_dir = workdir / "export" / "latest"
     set5 = bundled_set5()
     upscaler = Upscaler.from_checkpoint(model_dir)
@@ -137,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.json").write_text(json.dumps(result, indent=2))
     print(f"[demo] Set5 x2 Y-PSNR: tiny LSM-light {lsm['psnr']:.2f} dB (SSIM {lsm['ssim']:.4f}), "
           f"bicubic {bicubic['psnr']:.2f} dB (SSIM {bicubic['ssim']:.4f}): {margin:+.2f} dB")
-    print(f"[demo] training {result['train_minutes']} min ({result['step_s']} s/step, compilation "
-          f"{result['compile_s']} s not counted); whole demo {result['wall_minutes']} min")
-    print(f"[demo] wrote {out / 'side_by_side.png'}, {out / 'curves.png'}, {out / 'summary.json'}; "
-          f"the model is in {model_dir} (python -m lsm_jax.upscale / lsm_jax.evaluate read it)")
+    say(f"[demo] training {result['train_minutes']} min ({result['step_s']} s/step, compilation "
+        f"{result['compile_s']} s not counted); whole demo {result['wall_minutes']} min")
+    say(f"[demo] wrote {out / 'side_by_side.png'}, {out / 'curves.png'}, {out / 'summary.json'}; "
+        f"the model is in {model_dir} (lsm-upscale --checkpoint / lsm-evaluate --checkpoint read it)")
     if margin < args.target_db:
         print(f"[demo] the margin is below the {args.target_db} dB target", file=sys.stderr)
         return 1

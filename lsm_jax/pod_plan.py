@@ -3,7 +3,7 @@ FLOPs, the cost model's step time, images/s per chip and MFU (`lsm_jax.pod`).
 
     lsm-pod-plan --config lsm:x2_scratch --topology v5e:4x4 \
         --batch 32,64 [--mesh=-1,1,1] [--dtype float32,bfloat16] [--remat off,on] [--grad-accum 1,2] \
-        [--fit] [--config.model.scan.impl=chunked] [--csv plan.csv] [--markdown plan.md]
+        [--fit] [--config.model.scan.impl=chunked] [--csv plan.csv] [--markdown plan.md] [-q]
     lsm-pod-plan --config lsm_s:x4_finetune --topology v5p:1x1x1 --no-train --infer 256,1024
 
 `lsm-pod-plan` is `python -m lsm_jax.pod_plan`. A config is a packaged name (`lsm:x2_scratch`) or a file
@@ -36,6 +36,8 @@ from lsm_jax.pod.plan_config import combination_config, load_tpu_config
 from lsm_jax.training import config_loader
 
 log = logging.getLogger("lsm_jax.pod_plan")
+
+PROG = "lsm-pod-plan"
 
 def _positive(option: str, text: str, allow_empty: bool = True) -> list[int]:
     """Comma-separated integers ≥ 1 of an option, or ValueError naming it."""
@@ -82,31 +84,39 @@ def check_mesh(sizes: tuple[int, int, int], topology: str, devices: int) -> None
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage block
-        self.exit(2, f"lsm_jax.pod_plan: error: {message} (see --help)\n")
+        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """The options; the `--config.KEY=VALUE` overrides (also written `--config.KEY VALUE`) end up in
     `args.overrides` as written, for `config_loader.load_config`."""
-    p = _Parser(prog="lsm-pod-plan", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="Config overrides: --config.KEY=VALUE, as train takes them (typed; an unknown field or a "
-                       "wrong type is an error), applied to every --config.")
-    p.add_argument("--config", action="append", required=True,
+    p = _Parser(prog=PROG,
+                description="Compile lsm-train's step for TPU topologies on this machine (libtpu, no TPU needed) and "
+                            "tabulate per-chip memory, FLOPs, the cost model's step time, images/s per chip and MFU. "
+                            "The Markdown table is printed; --csv and --markdown also write it to files.",
+                epilog="Config overrides: --config.KEY=VALUE (or --config.KEY VALUE), as lsm-train takes them (typed; "
+                       "an unknown field or a wrong type is an error), applied to every --config.")
+    p.add_argument("--config", action="append", required=True, metavar="NAME[:RECIPE]",
                    help="a packaged config (lsm:x2_scratch) or a config file (configs/lsm.py:x2_scratch); repeatable")
-    p.add_argument("--topology", action="append", required=True, help="libtpu topology, e.g. v5e:4x4 (repeatable)")
-    p.add_argument("--mesh", action="append", default=None, help="data,fsdp,model sizes, -1 = the rest (repeatable)")
-    p.add_argument("--batch", default="", help="global batch sizes, comma-separated (default: the recipe's)")
-    p.add_argument("--per-chip-batch", default="", help="per-chip batch sizes instead of --batch")
-    p.add_argument("--dtype", default="float32", help="compute dtypes: float32,bfloat16")
-    p.add_argument("--remat", default="off", help="off,on")
-    p.add_argument("--grad-accum", default="1", help="gradient-accumulation steps, comma-separated")
+    p.add_argument("--topology", action="append", required=True, metavar="TOPOLOGY",
+                   help="libtpu topology, e.g. v5e:4x4 (repeatable)")
+    p.add_argument("--mesh", action="append", default=None, metavar="D,F,M",
+                   help="data,fsdp,model sizes, -1 = the rest (repeatable; default -1,1,1)")
+    p.add_argument("--batch", default="", metavar="N,...",
+                   help="global batch sizes, comma-separated (default: the recipe's)")
+    p.add_argument("--per-chip-batch", default="", metavar="N,...", help="per-chip batch sizes instead of --batch")
+    p.add_argument("--dtype", default="float32", metavar="DTYPE,...", help="compute dtypes: float32,bfloat16")
+    p.add_argument("--remat", default="off", metavar="off,on", help="rematerialisation: off, on or off,on")
+    p.add_argument("--grad-accum", default="1", metavar="K,...", help="gradient-accumulation steps, comma-separated")
     p.add_argument("--fit", action="store_true", help="also find the largest per-chip batch that fits")
     p.add_argument("--no-train", action="store_true", help="only the inference rows")
-    p.add_argument("--infer", default="", help="LR sizes for inference-forward rows, e.g. 256,1024")
-    p.add_argument("--infer-batch", type=int, default=0, help="inference batch (default: one per device)")
-    p.add_argument("--csv", default="", help="write every row's fields to this CSV")
-    p.add_argument("--markdown", default="", help="write the Markdown table to this file")
+    p.add_argument("--infer", default="", metavar="SIZE,...", help="LR sizes for inference-forward rows, e.g. 256,1024")
+    p.add_argument("--infer-batch", type=int, default=0, metavar="N",
+                   help="inference batch (default: one per device)")
+    p.add_argument("--csv", default="", metavar="FILE", help="also write every row's fields to FILE as CSV")
+    p.add_argument("--markdown", default="", metavar="FILE", help="also write the Markdown table to FILE")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines (one per compiled row): only the table and errors")
     argv = _join_values(config_loader.normalise(list(argv)))
     for i, a in enumerate(argv):  # the old alias: one line saying how to write it now
         if a == "--set" or a.startswith("--set="):
@@ -166,18 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = _check(args)  # before libtpu: a typo costs no TPU start-up
     except ValueError as err:
-        print(f"lsm_jax.pod_plan: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
+                        force=True)
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         rows = _plan(args, opts)
     except pod_plan.LibtpuMissing as err:
-        print(f"lsm_jax.pod_plan: {err}", file=sys.stderr)
+        print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
-        print(f"lsm_jax.pod_plan: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     table = tables.markdown(rows)
     print(table)

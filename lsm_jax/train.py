@@ -1,12 +1,13 @@
-"""The `train` command: parse `--config NAME:RECIPE --workdir DIR [--config.x=...]` and run the loop.
+"""The `train` command: parse `--config NAME:RECIPE --workdir DIR [--config.KEY=VALUE ...]` and run the loop.
 
     lsm-train --config lsm_light:x2_scratch --workdir runs/light_x2     (or python -m lsm_jax.train ...)
     lsm-train --config lsm_light --help                                  # its recipes
-    lsm-train --config lsm_light:tiny --print-config [--config.x=...]
+    lsm-train --config lsm_light:tiny --print-config [--config.KEY=VALUE ...]
 
 `--config` takes a packaged config by name (`lsm_light:tiny`) or a config file by its path
 (`configs/lsm_light.py:tiny`, `my_recipe.py:x2`). Configs load through
 `lsm_jax.training.config_loader` (typed, locked overrides; one-line errors naming the flag).
+`main(argv)` takes the arguments without the program name, as every command's `main` does.
 """
 
 from __future__ import annotations
@@ -21,27 +22,39 @@ from lsm_jax.training import config_loader
 
 log = logging.getLogger("lsm_jax.train")
 
-
-USAGE = ("usage: lsm-train --config NAME:RECIPE --workdir DIR [--config.key=value ...] [--print-config] "
-         "[-h | --help]   (or python -m lsm_jax.train ...)")
+PROG = "lsm-train"
+USAGE = (f"usage: {PROG} --config NAME[:RECIPE] --workdir DIR [--config.KEY=VALUE ...] [--print-config] [-q] "
+         "[-h]\n       (or python -m lsm_jax.train ...)")
 
 HELP = USAGE + """
 
 Train (or resume) LSM in DIR: checkpoints/, export/{best,latest}, tb/, metrics.jsonl, and train_config.json
 (the resolved config of the latest start).
 
+options:
   --config NAME[:RECIPE]  a packaged config and one of its recipes, e.g. lsm_light:tiny; a config file's
                           path works too (configs/lsm_light.py:tiny, my_recipe.py:x2)
-  --workdir DIR           the run's directory; rerunning the same command resumes from it
+  --workdir DIR           the run's directory, read and written: rerunning the same command resumes from it
   --config.KEY=VALUE      override one field (typed: a wrong type or an unknown field is an error);
                           tuples as --config.model.depth='(6, 6)'
   --print-config          print every field of the resolved config (recipe and overrides) and exit
+  -q, --quiet             log warnings and errors only (no progress bar, no INFO lines)
   -h, --help              this help; with --config NAME also the config's recipes
 
 Packaged configs: lsm, lsm_s, lsm_light (the files are configs/<name>.py in the checkout)."""
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
 PRINT_FLAGS = ("--print-config", "--print_config")
+QUIET_FLAGS = ("-q", "--quiet")
+
+
+def refuse_set(argv: list[str]) -> None:
+    """`--set KEY=VALUE` (the old spelling of an override) is refused in one line saying how to write it now."""
+    for i, a in enumerate(argv):
+        if a == "--set" or a.startswith("--set="):
+            value = a.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
+            example = f"--config.{value}" if "=" in value else "--config.KEY=VALUE"
+            raise ValueError(f"--set {value}".rstrip() + f": write config overrides as --config.KEY=VALUE ({example})")
 
 
 def _config_spec(argv: list[str]) -> str | None:
@@ -64,7 +77,7 @@ def help_text(argv: list[str]) -> str:
     such config exists)."""
     spec = _config_spec(config_loader.normalise(list(argv[1:])))
     if spec is None:
-        return HELP + "\nTheir recipes: lsm-train --config lsm_light --help"
+        return HELP + f"\nTheir recipes: {PROG} --config lsm_light --help"
     source, recipe = config_loader.split_spec(spec)
     path = config_loader.config_path(source)
     try:
@@ -76,23 +89,26 @@ def help_text(argv: list[str]) -> str:
     if doc:
         lines.append(f"  get_config: {doc.splitlines()[0]}")
     recipe = recipe or (names[0] if names else "<recipe>")
-    lines.append(f"Every field of a recipe, with its value: lsm-train --config {source}:{recipe} --print-config")
+    lines.append(f"Every field of a recipe, with its value: {PROG} --config {source}:{recipe} --print-config")
     return HELP + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m lsm_jax.train`; returns the exit status."""
-    argv = list(sys.argv if argv is None else argv)
+    """Entry point of `lsm-train` (`python -m lsm_jax.train`): the arguments without the program name;
+    returns the exit status."""
+    argv = [PROG, *(sys.argv[1:] if argv is None else argv)]
     if any(a in HELP_FLAGS for a in argv[1:]):
         try:
             print(help_text(argv))
         except ValueError as err:
-            print(f"{HELP}\n\nlsm_jax.train: error: {err}", file=sys.stderr)
+            print(f"{HELP}\n\n{PROG}: error: {err}", file=sys.stderr)
             return 2
         return 0
     print_config = any(a in PRINT_FLAGS for a in argv[1:])
-    argv = [a for a in argv if a not in PRINT_FLAGS]
+    quiet = any(a in QUIET_FLAGS for a in argv[1:])
+    argv = [a for a in argv if a not in PRINT_FLAGS + QUIET_FLAGS]
     try:
+        refuse_set(argv[1:])
         if print_config:
             fv = config_loader.parse_flags(argv[1:], workdir=True)
             if fv.config is None:
@@ -104,21 +120,24 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config, workdir = parse_args(argv)
     except ValueError as err:
-        print(f"lsm_jax.train: error: {err}\n{USAGE}", file=sys.stderr)
+        print(f"{PROG}: error: {err}\n{USAGE}", file=sys.stderr)
         return 2
     from lsm_jax.training import loop  # the training stack, only once the arguments are good
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("absl", "jax"):  # orbax logs every file it writes at INFO, jax every backend it probes
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if quiet:
+        config.progress_bar = False
     try:
         summary = loop.train_and_evaluate(config, workdir)
     except loop.NonFiniteLossError as err:
-        print(f"lsm_jax.train: {err}", file=sys.stderr)
+        print(f"{PROG}: {err}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as err:  # configuration and input errors name their option/file
         log.debug("details", exc_info=True)
-        print(f"lsm_jax.train: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     log.info("done at step %d%s", summary["final_step"], " (preempted)" if summary["preempted"] else "")
     return 0

@@ -207,7 +207,7 @@ def test_bad_input_is_one_line_naming_the_option_before_libtpu(args, expected, n
     assert _status(["--config", TINY, "--topology", "v5e:2x2", *args]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith(f"lsm_jax.pod_plan: error: {expected}"), err
+    assert err.startswith(f"lsm-pod-plan: error: {expected}"), err
 
 
 def _status(argv) -> int:
@@ -222,7 +222,7 @@ def test_a_missing_config_file_is_reported_before_libtpu_starts(no_libtpu_start,
     assert plan_cli.main(["--config", "configs/nosuch.py:x2_scratch", "--topology", "v5e:2x2"]) == 2
     err = capsys.readouterr().err
     # The config loader's one message (it lists the packaged configs), nothing of pod_plan's own.
-    assert err.startswith("lsm_jax.pod_plan: error: --config: no config file or packaged config "
+    assert err.startswith("lsm-pod-plan: error: --config: no config file or packaged config "
                           "'configs/nosuch.py' (expected a .py file, or one of: lsm, ")
     assert len(err.splitlines()) == 1 and err.endswith(")\n"), err
     # Through the command: one line and nothing else (a started libtpu writes its own warnings).
@@ -266,8 +266,26 @@ def test_overrides_reach_the_plan_and_a_mesh_must_match_the_devices(monkeypatch,
                               ("-1,3,1", "--mesh -1,3,1: the fixed sizes (3 devices) do not divide the 4 devices")):
         assert plan_cli.main(argv + ["--mesh", mesh_arg]) == 2
         err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1 and err.startswith(f"lsm_jax.pod_plan: error: {message}"), err
+        assert len(err.strip().splitlines()) == 1 and err.startswith(f"lsm-pod-plan: error: {message}"), err
     assert len(planned) == 2  # nothing compiled for a mesh that does not fit
+
+
+@pytest.mark.parametrize("flag, level", [(None, "INFO"), ("-q", "WARNING"), ("--quiet", "WARNING")])
+def test_quiet_leaves_the_table_and_no_progress_lines(flag, level, monkeypatch, capsys, tmp_path):
+    import logging
+    monkeypatch.setattr(pod_plan, "require_libtpu", lambda: None)
+    monkeypatch.setattr(pod_plan, "topology_devices", lambda name: [_FakeDevice(i) for i in range(4)])
+    monkeypatch.setattr(pod_plan, "plan_train", lambda config, topology, mesh, devices=None: pod_plan.PlanRow(
+        "train", "lsm_light", "tiny", topology, "4×1×1", config.batch_size, 32, "float32", False, 1, devices=4,
+        chips=4, status="invalid", reason="fake"))
+    seen = {}
+    monkeypatch.setattr(plan_cli.logging, "basicConfig", lambda **kw: seen.update(level=kw["level"]))
+    csv, md = tmp_path / "plan.csv", tmp_path / "plan.md"
+    argv = ["--config", TINY, "--topology", "v5e:2x2", "--batch", "8", "--csv", str(csv), "--markdown", str(md)]
+    assert plan_cli.main(argv + ([flag] if flag else [])) == 0
+    assert seen["level"] == getattr(logging, level)          # the rows' progress lines are log.info
+    out = capsys.readouterr().out
+    assert out.startswith("| ") and out == md.read_text() and csv.is_file()   # the table, whatever -q says
 
 
 class _FakeCompiled:

@@ -4,6 +4,7 @@ evaluation, eigenvalue extraction, LRU parameter groups / freezing, and the knob
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -187,8 +188,8 @@ def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilat
     # Not only a copy of train_info.json: the exported final weights, scored afresh by the evaluate
     # command on the same folder, give the run's PSNR and SSIM.
     from lsm_jax import evaluate
-    fresh = evaluate.run(["--checkpoint", str(runs[1].directory / "export/latest"), "--data", spec["data"][0],
-                           "--scale", "2", "--no-progress", "--no-cache"])[0]
+    fresh = evaluate.run(["--checkpoint", str(runs[1].directory / "export/latest"), "-i", spec["data"][0],
+                           "--scale", "2", "-q", "--no-cache"])[0]
     assert fresh["dataset"] == "bench" and len(fresh["images"]) == 2
     assert result["metrics"]["bench/psnr"] == pytest.approx(fresh["psnr"], abs=1e-6)
     assert result["metrics"]["bench/ssim"] == pytest.approx(fresh["ssim"], abs=1e-8)
@@ -325,6 +326,101 @@ def test_command_line_typo_is_one_line_naming_the_flag(tmp_path, capsys):
     code = main(["--config", TINY, "--workdir", str(tmp_path / "s"), "--sweep", "model.rmin=0.4,0.9",
                  "--sweep", "model.max_phse=1.571"])
     err = capsys.readouterr().err.splitlines()
-    assert code == 2 and err[0].startswith("lsm_jax.study run: error: --sweep model.max_phse=1.571: no such config "
+    assert code == 2 and err[0].startswith("lsm-study run: error: --sweep model.max_phse=1.571: no such config "
                                            "field") and "max_phase" in err[0]
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: the commands, fixed fields as --config.KEY=VALUE, -i, -q.
+
+
+def _stopped_study(monkeypatch):
+    """runner.run_study replaced by a recorder that reports the study stopped (exit status 1)."""
+    from lsm_jax.studies import runner as runner_mod
+    seen = {}
+
+    def record(spec, sweep, workdir, **kw):
+        seen.update(spec=spec, sweep=sweep, workdir=workdir, **kw)
+        return dict(done=0, skipped=0, failed=0, stopped=True)
+
+    monkeypatch.setattr(runner_mod, "run_study", record)
+    monkeypatch.setattr("logging.basicConfig", lambda **kw: seen.update(level=kw["level"]))
+    return seen
+
+
+@pytest.mark.parametrize("extra, quiet", [([], False), (["-q"], True), (["--quiet"], True)])
+def test_fixed_fields_are_config_overrides_after_the_documents(monkeypatch, tmp_path, capsys, extra, quiet):
+    from lsm_jax.study import main
+    seen = _stopped_study(monkeypatch)
+    set5 = str(bundled_set5())
+    argv = [*extra, "--config", "studies/max_phase", "--workdir", str(tmp_path / "s"), "--config.batch_size=4",
+            "--config.model.depth", "(2, 2)", "-i", set5, "--seeds", "1", "--steps", "8"]
+    assert main(argv) == 1
+    spec = seen["spec"]
+    assert spec["set"] == ["ema_decay=0.99", "batch_size=4", "model.depth=(2, 2)"]   # the document's first
+    assert spec["data"] == [set5] and spec["steps"] == 8 and seen["sweep"].seeds == 1
+    out = capsys.readouterr().out
+    assert out.startswith("[study] 4 setting(s)") != quiet and "[study] 0 run(s) trained" in out
+    assert seen["level"] == (logging.WARNING if quiet else logging.INFO)
+
+
+def test_the_old_data_spelling_is_still_read(monkeypatch, tmp_path):
+    from lsm_jax.study import main
+    seen = _stopped_study(monkeypatch)
+    assert main(["run", "--config", TINY, "--workdir", str(tmp_path / "s"), "--data", str(bundled_set5())]) == 1
+    assert seen["spec"]["data"] == [str(bundled_set5())]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "model.rmin=0.5"], "--set model.rmin=0.5: write config overrides as --config.KEY=VALUE "
+                                  "(--config.model.rmin=0.5)"),
+    (["--config.model.rmni=0.5"], "--config.model.rmni=0.5: no such config field"),
+    (["--config.model.rmin=abc"], "--config.model.rmin=abc: "),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_fixed_fields_are_one_line_errors_before_any_run(args, expected, monkeypatch, tmp_path, capsys):
+    from lsm_jax.study import main
+    monkeypatch.setattr(runner, "run_study", lambda *a, **k: pytest.fail("nothing may run"))
+    assert main(["--config", TINY, "--workdir", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"lsm-study run: error: {expected}"), err
+    assert not (tmp_path / "s").exists()
+
+
+def test_help_lists_the_commands_and_each_has_its_own(capsys):
+    from lsm_jax.study import COMMANDS, main
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith("usage: lsm-study [run] --config")
+    listed = [ln.split()[0] for ln in out.split("\ncommands:\n")[1].splitlines()[1:] if ln.startswith("    ")
+              and not ln.startswith("     ")]
+    assert listed == list(COMMANDS)
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert done.value.code == 0 and out.startswith(f"usage: lsm-study {'[run]' if command == 'run' else command}")
+
+
+def test_a_folder_that_is_not_a_study_says_what_makes_one(tmp_path, capsys):
+    from lsm_jax.study import main
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"lsm-study report: error: {tmp_path.absolute()}: no study.json, so not a study folder (`lsm-study "
+                   f"--config NAME --workdir {tmp_path.absolute()}` makes one; a folder holding a study's runs.csv can "
+                   f"be reported too)\n")
+
+
+def test_states_and_eigen_read_the_image_as_input(monkeypatch, tmp_path):
+    from lsm_jax import study
+    from lsm_jax.studies import states
+    seen = []
+    monkeypatch.setattr(states, "make_figures", lambda ckpt, image, block, out: seen.append((image, out)) or [])
+    monkeypatch.setattr(eigen, "make_figures", lambda ckpt, out, image, init_only, seed: seen.append((image, out)) or [])
+    monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
+    assert study.main(["states", "ckpt", "-i", "a.png", "-o", "figs"]) == 0
+    assert study.main(["eigen", "ckpt", "--input", "b.png", "--output", "figs2"]) == 0
+    assert study.main(["-q", "eigen", "ckpt", "--image", "c.png", "--out", "figs3"]) == 0   # the old spellings
+    assert seen == [("a.png", "figs"), ("b.png", "figs2"), ("c.png", "figs3")]

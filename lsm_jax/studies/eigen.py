@@ -42,7 +42,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path | None]:
         if (path / "export" / name / "config.json").is_file():
             return path / "export" / name, path
     raise FileNotFoundError(f"{path}: neither a model checkpoint (config.json + params/) nor a training workdir "
-                            f"with export/latest")
+                            f"with export/latest (lsm-train --workdir DIR or lsm-convert -o DIR makes one)")
 
 
 def run_seed(workdir: Path | None, seed: int | None) -> int:
@@ -98,7 +98,7 @@ def load_image(path: str | None, scale: int) -> tuple[np.ndarray, str]:
         from lsm_jax.evaluation.benchmarks import bundled_set5
         p = bundled_set5() / DEFAULT_IMAGE.format(scale=scale)
     if not p.is_file():
-        raise FileNotFoundError(f"--image {p}: no such file")
+        raise FileNotFoundError(f"-i {p}: no such file")
     return read_rgb8(p).astype(np.float32) / 255.0, p.name
 
 

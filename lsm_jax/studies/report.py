@@ -37,7 +37,9 @@ def load_study(workdir: str | os.PathLike) -> tuple[dict[str, Any], Sweep]:
     """(the study.json spec, its sweep)."""
     path = Path(workdir) / STUDY_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{workdir}: no {STUDY_FILE} (not a study folder)")
+        raise FileNotFoundError(f"{workdir}: no {STUDY_FILE}, so not a study folder (`lsm-study --config NAME "
+                                f"--workdir {workdir}` makes one; a folder holding a study's {RUNS_CSV} can be "
+                                f"reported too)")
     spec = json.loads(path.read_text())
     return spec, Sweep.parse(spec["sweep"], spec["zip"], spec["seeds"])
 
@@ -258,7 +260,7 @@ def markdown(data: dict[str, Any]) -> str:
             "each run's own final validation of its exported weights (the EMA; the final weights at ema_decay 0)."]
     if base is None:
         note.append("No declared baseline (the study document sets no `STUDY['baseline']`): no Δ column. "
-                    "Compare two rows with `python -m lsm_jax.study report DIR --compare A B`.")
+                    "Compare two rows with `lsm-study report DIR --compare A B`.")
     elif first:
         note.append(f"Δ: this row − the declared baseline `{base}`, paired by seed (a seed fixes the data order "
                     "and the other weights' initial draws): mean [95 % t CI], two-sided paired-t p.")
