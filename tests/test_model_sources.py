@@ -80,6 +80,7 @@ def _image(tmp_path):
 
 
 @pytest.mark.parametrize("filename, variant, scale", [
+    ("LSM_light_lightSR_x2.pth", "lsm_light", 2), ("LSM_S_SR_x3.pth", "lsm_s", 3), ("LSM_SR_x4.pth", "lsm", 4),
     ("LSM_light_x4.pth", "lsm_light", 4), ("lsm-light-X4.safetensors", "lsm_light", 4),
     ("LSMlight_x3.pth", "lsm_light", 3), ("light/x2/net_g.pth", "lsm_light", 2),
     ("net_g_LSM_light_x4_500000.pth", "lsm_light", 4), ("LSM_S_x2.pth", "lsm_s", 2), ("lsms-x3.pth", "lsm_s", 3),
