@@ -5,6 +5,7 @@ console progress bar. Only process 0 writes; the other processes get no-op write
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -103,8 +104,11 @@ class ProgressBar:
         self._bar.update(n)
 
     def write(self, message: str) -> None:
-        """Prints a line above the bar."""
-        self._bar.write(message)
+        """Prints a line above the bar; with the bar off (`-q`) the line goes to the log, which `-q` quiets too."""
+        if self._bar.disable:
+            logging.getLogger("lsm_jax.train").info(message)
+        else:
+            self._bar.write(message)
 
     def close(self) -> None:
         """Removes the bar."""
