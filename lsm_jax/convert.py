@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(_new_spellings(argv, RENAMED))
     weights = Path(args.input)
     if weights.is_dir():
-        print(f"error: {weights} is a folder; -i takes a weights file (.pth, .safetensors, .npz). "
+        print(f"lsm-convert: error: {weights} is a folder; -i takes a weights file (.pth, .safetensors, .npz). "
               "A checkpoint folder needs no conversion: pass it to lsm-upscale --checkpoint", file=sys.stderr)
         return 2
     report = (lambda line: None) if args.quiet else print
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = convert(readable, args.network_options, args.output, key, args.overwrite,
                           report=lambda line: report(line.replace(str(readable), str(weights))))
     except (ConversionError, CheckpointError, PthError) as err:
-        print(f"error: {str(err).replace(str(readable), str(weights))}", file=sys.stderr)
+        print(f"lsm-convert: error: {str(err).replace(str(readable), str(weights))}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"wrote {args.output} ({cfg.arch} x{cfg.upscale}, {count_parameters(cfg):,} parameters, "

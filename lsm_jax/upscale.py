@@ -245,7 +245,7 @@ class _TileCounter:
 
     def tiles_for(self, h: int, w: int) -> int:
         runner = self.runner
-        tile = runner._tile_for(h, w) if hasattr(runner, "_tile_for") else runner.opts.tile
+        tile = runner.tile_for(h, w) if hasattr(runner, "tile_for") else runner.opts.tile
         if tile is None or (h <= tile and w <= tile):
             return 1
         from lsm_jax.inference.buckets import bucket_side

@@ -53,7 +53,7 @@ def test_official_variants_are_recognised(variant, scale):
 
 def test_fixture_and_disagreeing_options_name_the_fields(tmp_path, capsys):
     weights, options = write_reference_files(tmp_path / 'src')
-    assert main(['--weights', str(weights), '--out', str(tmp_path / 'ck')]) == 0
+    assert main(['-i', str(weights), '-o', str(tmp_path / 'ck')]) == 0
     out = capsys.readouterr().out
     assert 'inferred from' in out and 'LSM x2' in out and 'split_size [4, 8]' in out and 'num_heads' in out
     # The authors' wrong option files: LSM (8 groups, embed 180) pointed at other weights.

@@ -203,15 +203,15 @@ def test_pth_with_params_ema(reference_files, tmp_path):
 
 def test_cli_reports_one_line_and_exit_code(reference_files, tmp_path, capsys):
     _, options = reference_files
-    assert main(['--weights', str(tmp_path / 'absent.npz'), '--network-options', str(options),
-                 '--out', str(tmp_path / 'out')]) == 2
+    assert main(['-i', str(tmp_path / 'absent.npz'), '--network-options', str(options),
+                 '-o', str(tmp_path / 'out')]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith('error: ') and 'absent.npz' in err and '\n' not in err
+    assert err.startswith('lsm-convert: error: ') and 'absent.npz' in err and '\n' not in err
 
 
 def test_cli_refuses_to_overwrite(reference_files, tmp_path, capsys):
     weights, options = reference_files
-    args = ['--weights', str(weights), '--network-options', str(options), '--out', str(tmp_path / 'ck')]
+    args = ['-i', str(weights), '--network-options', str(options), '-o', str(tmp_path / 'ck')]
     assert main(args) == 0
     assert main(args) == 2
     assert 'already holds a checkpoint' in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Read the authors' PyTorch checkpoints and write lsm-jax inference checkpoints (the command is
 `lsm_jax.convert`).
 
-    python -m lsm_jax.convert --weights net_g.pth [--network-options test_LSM_light_x4.yml] --out DIR
+    lsm-convert -i net_g.pth [--network-options test_LSM_light_x4.yml] -o DIR
 
 The weights are a BasicSR checkpoint (`{'params': ..., 'params_ema': ...}`, `params_ema` by default,
 any `module.` prefix stripped) or an `.npz`/`.safetensors` of the same state_dict keys. The options
