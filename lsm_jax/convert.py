@@ -26,20 +26,12 @@ from lsm_jax.model.network import count_parameters
 from lsm_jax.model.saved import CheckpointError
 from lsm_jax.porting.checkpoint import ConversionError, convert
 from lsm_jax.porting.pth import PthError, as_npz, torch_available
+from lsm_jax.runtime.command_line import new_spellings
 
 PROG = "lsm-convert"
 # Spellings before the one vocabulary of the commands: still read, not shown in the help.
 RENAMED = {'--weights': '--input', '--out': '--output'}
 
-
-def _new_spellings(argv: Sequence[str] | None, renamed: dict[str, str]) -> list[str]:
-    """`argv` with the spellings from before the commands' one vocabulary (still read, not in the help)
-    replaced by today's: `--old VALUE` and `--old=VALUE`."""
-    out = []
-    for arg in sys.argv[1:] if argv is None else argv:
-        name, eq, value = arg.partition('=')
-        out.append(renamed[name] + eq + value if name in renamed else arg)
-    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(_new_spellings(argv, RENAMED))
+    args = _parser().parse_args(new_spellings(sys.argv[1:] if argv is None else argv, RENAMED))
     weights = Path(args.input)
     if weights.is_dir():
         print(f"lsm-convert: error: {weights} is a folder; -i takes a weights file (.pth, .safetensors, .npz). "

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lsm_jax.evaluation.benchmarks import bundled_set5
+from lsm_jax.runtime.command_line import new_spellings, refuse_set
 from lsm_jax.training.config_loader import load_config, normalise
 
 CONFIG = "lsm_light:tiny"
@@ -105,21 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _new_spelling(arg: str) -> str:
-    """`--out DIR` / `--out=DIR` -> `--output ...` (the RENAMED spellings)."""
-    name, eq, value = arg.partition("=")
-    return RENAMED[name] + eq + value if name in RENAMED else arg
-
-
 def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """(options, `--config.KEY=VALUE` overrides); ValueError in one line for `--set` or a stray argument."""
-    argv = [_new_spelling(a) for a in normalise(list(sys.argv[1:] if argv is None else argv))]
+    argv = new_spellings(normalise(list(sys.argv[1:] if argv is None else argv)), RENAMED)
     args, rest = _parser().parse_known_args(argv)
-    for i, a in enumerate(rest):   # the old spelling of an override: say how to write it now
-        if a == "--set" or a.startswith("--set="):
-            value = a.partition("=")[2] or (rest[i + 1] if i + 1 < len(rest) else "")
-            example = f"--config.{value}" if "=" in value else "--config.KEY=VALUE"
-            raise ValueError(f"--set {value}".rstrip() + f": write config overrides as --config.KEY=VALUE ({example})")
+    refuse_set(rest)   # the old spelling of an override: say how to write it now
     stray = [a for a in rest if not a.startswith("--config.")]
     if stray:
         raise ValueError(f"unrecognized arguments: {' '.join(stray)} (config overrides are --config.KEY=VALUE; "
@@ -142,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from lsm_jax.training import loop
     from lsm_jax.evaluation.scoring import bicubic_upscaler, evaluate_folder
     from lsm_jax.inference.forward import Upscaler
+    from lsm_jax.training import loop
     from lsm_jax.training.validation import crops
 
     if args.quiet:

@@ -26,7 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
-from lsm_jax.evaluation.scoring import UpscaleFn, bicubic_upscaler, evaluate_folder, find_pairs, format_results
+from lsm_jax.evaluation.scoring import (
+    UpscaleFn,
+    bicubic_upscaler,
+    evaluate_folder,
+    find_pairs,
+    format_results,
+)
+from lsm_jax.runtime.command_line import new_spellings
 
 __all__ = ["main", "run", "summary_rows"]
 
@@ -49,15 +56,6 @@ def summary_rows(per_method: dict[str, list[dict]]) -> str:
         lines.append(f"| {method} | x{scale} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def _new_spellings(argv: Sequence[str] | None, renamed: dict[str, str]) -> list[str]:
-    """`argv` with the spellings from before the commands' one vocabulary (still read, not in the help)
-    replaced by today's: `--old VALUE` and `--old=VALUE`."""
-    out = []
-    for arg in sys.argv[1:] if argv is None else argv:
-        name, eq, value = arg.partition("=")
-        out.append(renamed[name] + eq + value if name in renamed else arg)
-    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,8 +118,10 @@ def _model_scale(resolved) -> int:
 def _checkpoint_upscalers(resolved, args) -> list[tuple[str, UpscaleFn]]:
     """(method name, function) for the single pass and, with --ensemble, the self-ensemble."""
     try:
-        from lsm_jax.inference.forward import Upscaler  # imported only when needed: JAX start-up is slow
         from lsm_jax.inference.budget import parse_size
+        from lsm_jax.inference.forward import (
+            Upscaler,  # imported only when needed: JAX start-up is slow
+        )
         from lsm_jax.inference.strategy import InferenceOptions, build_upscale_fn
     except ImportError as e:
         raise _fail(f"a model needs lsm_jax.inference ({e})") from None
@@ -166,7 +166,7 @@ def _saving(upscale: UpscaleFn, data_dir: str, scale: int, folder: Path, ensembl
 
 def run(argv: Sequence[str] | None = None) -> list[dict]:
     """CLI entry point; returns the per-dataset results."""
-    args = _parser().parse_args(_new_spellings(argv, RENAMED))
+    args = _parser().parse_args(new_spellings(sys.argv[1:] if argv is None else argv, RENAMED))
     if args.scale is not None and args.scale < 1:
         raise _fail(f"--scale must be a positive integer, got {args.scale}")
     if args.bicubic and args.scale is None:

@@ -19,24 +19,15 @@ import argparse
 import sys
 from typing import Sequence
 
-
 from lsm_jax.data.image_io import ImageFileError
-from lsm_jax.data.record_format import (CODECS)
-from lsm_jax.data.record_writer import source_bytes, make_dataset
+from lsm_jax.data.record_format import CODECS
+from lsm_jax.data.record_writer import make_dataset, source_bytes
+from lsm_jax.runtime.command_line import new_spellings
 
 # Spellings before the one vocabulary of the commands: still read, not shown in the help.
 RENAMED = {"--hr": "--input", "--out": "--output", "--no-progress": "--quiet"}
 PROG = "lsm-make-dataset"
 
-
-def _new_spellings(argv: Sequence[str] | None, renamed: dict[str, str]) -> list[str]:
-    """`argv` with the spellings from before the commands' one vocabulary (still read, not in the help)
-    replaced by today's: `--old VALUE` and `--old=VALUE`."""
-    out = []
-    for arg in sys.argv[1:] if argv is None else argv:
-        name, eq, value = arg.partition("=")
-        out.append(renamed[name] + eq + value if name in renamed else arg)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -55,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     ap.add_argument("--codec", default="up-zstd", choices=sorted(CODECS), help="tile storage (default up-zstd)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary (errors only)")
-    args = ap.parse_args(_new_spellings(argv, RENAMED))
+    args = ap.parse_args(new_spellings(sys.argv[1:] if argv is None else argv, RENAMED))
     try:
         scales = [int(s) for s in args.scales.split(",") if s.strip()]
     except ValueError:

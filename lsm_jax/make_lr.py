@@ -16,20 +16,12 @@ from typing import Sequence
 
 from lsm_jax.data.image_io import ImageFileError
 from lsm_jax.data.lr_images import make_lr_folder
+from lsm_jax.runtime.command_line import new_spellings
 
 # Spellings before the one vocabulary of the commands: still read, not shown in the help.
 RENAMED = {"--hr": "--input", "--out": "--output", "--no-progress": "--quiet"}
 PROG = "lsm-make-lr"
 
-
-def _new_spellings(argv: Sequence[str] | None, renamed: dict[str, str]) -> list[str]:
-    """`argv` with the spellings from before the commands' one vocabulary (still read, not in the help)
-    replaced by today's: `--old VALUE` and `--old=VALUE`."""
-    out = []
-    for arg in sys.argv[1:] if argv is None else argv:
-        name, eq, value = arg.partition("=")
-        out.append(renamed[name] + eq + value if name in renamed else arg)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -44,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--scale", required=True, type=int, help="integer downscaling factor S (>= 2)")
     ap.add_argument("--skip-existing", action="store_true", help="keep LR files that already exist")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary (errors only)")
-    args = ap.parse_args(_new_spellings(argv, RENAMED))
+    args = ap.parse_args(new_spellings(sys.argv[1:] if argv is None else argv, RENAMED))
     if args.scale < 2:
         raise SystemExit(f"{PROG}: error: --scale must be an integer >= 2, got {args.scale}")
     if not Path(args.input).is_dir():

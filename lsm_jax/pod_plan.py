@@ -31,8 +31,10 @@ import math
 import sys
 from pathlib import Path
 
-from lsm_jax.pod import fit, plan as pod_plan, tables
+from lsm_jax.pod import fit, tables
+from lsm_jax.pod import plan as pod_plan
 from lsm_jax.pod.plan_config import combination_config, load_tpu_config
+from lsm_jax.runtime.command_line import refuse_set
 from lsm_jax.training import config_loader
 
 log = logging.getLogger("lsm_jax.pod_plan")
@@ -118,11 +120,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress lines (one per compiled row): only the table and errors")
     argv = _join_values(config_loader.normalise(list(argv)))
-    for i, a in enumerate(argv):  # the old alias: one line saying how to write it now
-        if a == "--set" or a.startswith("--set="):
-            value = a.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
-            example = f"--config.{value}" if "=" in value else "--config.KEY=VALUE"
-            p.error(f"--set {value}".rstrip() + f": write config overrides as --config.KEY=VALUE ({example})")
+    try:
+        refuse_set(argv)   # the old alias: one line saying how to write it now
+    except ValueError as err:
+        p.error(str(err))
     args, rest = p.parse_known_args(argv)
     args.overrides = [a for a in rest if a.startswith("--config.")]
     unknown = [a for a in rest if not a.startswith("--config.")]

@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 
+from lsm_jax.runtime.command_line import refuse_set
 from lsm_jax.training import config_loader
 
 PROG = "lsm-study"
@@ -140,18 +141,11 @@ def study_document(config_arg: str) -> dict:
     return study
 
 
-def refuse_set(argv: list[str]) -> None:
-    """`--set KEY=VALUE` (the old spelling of a fixed field) is refused in one line saying how to write it now."""
-    for i, a in enumerate(argv):
-        if a == "--set" or a.startswith("--set="):
-            value = a.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
-            example = f"--config.{value}" if "=" in value else "--config.KEY=VALUE"
-            raise _UsageError(f"--set {value}".rstrip() + f": write config overrides as --config.KEY=VALUE ({example})")
-
 
 def run_command(args: argparse.Namespace) -> int:
     from lsm_jax.evaluation.benchmarks import resolve_benchmark_dir
-    from lsm_jax.studies import report, runner, sweep as sweep_mod
+    from lsm_jax.studies import report, runner
+    from lsm_jax.studies import sweep as sweep_mod
 
     doc = study_document(args.config)
     sweep = sweep_mod.Sweep.parse([*doc.get("sweep", []), *args.sweep], [*doc.get("zip", []), *args.zip],

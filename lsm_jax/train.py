@@ -18,6 +18,7 @@ import sys
 
 import ml_collections
 
+from lsm_jax.runtime.command_line import refuse_set
 from lsm_jax.training import config_loader
 
 log = logging.getLogger("lsm_jax.train")
@@ -47,14 +48,6 @@ HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
 PRINT_FLAGS = ("--print-config", "--print_config")
 QUIET_FLAGS = ("-q", "--quiet")
 
-
-def refuse_set(argv: list[str]) -> None:
-    """`--set KEY=VALUE` (the old spelling of an override) is refused in one line saying how to write it now."""
-    for i, a in enumerate(argv):
-        if a == "--set" or a.startswith("--set="):
-            value = a.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
-            example = f"--config.{value}" if "=" in value else "--config.KEY=VALUE"
-            raise ValueError(f"--set {value}".rstrip() + f": write config overrides as --config.KEY=VALUE ({example})")
 
 
 def _config_spec(argv: list[str]) -> str | None:
@@ -122,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"{PROG}: error: {err}\n{USAGE}", file=sys.stderr)
         return 2
-    from lsm_jax.training import loop  # the training stack, only once the arguments are good
+    from lsm_jax.training import (
+        loop,  # the training stack, only once the arguments are good
+    )
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)

@@ -1,2 +1,2 @@
-"""The machine the code runs on: the accelerators' peak figures (`chips`) and the persistent compilation
-cache and user cache folder (`compile_cache`)."""
+"""The machine and the process: the accelerators' peak figures (`chips`), the persistent compilation cache and
+user cache folder (`compile_cache`), and what every command's command line shares (`command_line`)."""
