@@ -1,11 +1,11 @@
-r"""The README's pod-plan table: train's step for LSM, LSM-S and LSM-light x2 (patch 64) compiled for
+r"""The pod-plan table of docs/pod.md: train's step for LSM, LSM-S and LSM-light x2 (patch 64) compiled for
 v4-8, v5e-16, v5e-256 and v5p-32 (and the inference forward), one row at a time, most important
 first, each row appended to the CSV as soon as it is compiled (so a partial run is still usable).
 
-    python experiments/pod_plan_table.py [--out experiments/results/pod_plan.csv] [--only N] [--case N ...]
-    python experiments/pod_plan_table.py --render    # CSV -> Markdown (docs/readme/pod.md's table)
+    python -m experiments.pod_plan_table [--out experiments/results/pod_plan.csv] [--only N] [--case N ...]
+    python -m experiments.pod_plan_table --render    # CSV -> Markdown (docs/pod.md's table)
 
-(`python -m experiments.pod_plan_table ...` from the repository root is the same.) Needs the package
+Run from the repository root. Needs the package
 installed (`pip install -e .`) and libtpu (pip install -e '.[tpu]'). Compiling a full model takes minutes
 on a small CPU.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from experiments.results_csv import append_rows
 from lsm_jax.pod import fit, plan as pod_plan, tables  # noqa: E402
 from lsm_jax.pod.plan_config import load_tpu_config  # noqa: E402
 
@@ -95,12 +96,8 @@ def run_case(kind: str, variant: str, topology: str, batch: int) -> pod_plan.Pla
 
 
 def _append(out: Path, row: pod_plan.PlanRow) -> None:
-    new = not out.exists()
-    with open(out, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(pod_plan.as_dict(row)))
-        if new:
-            writer.writeheader()
-        writer.writerow(pod_plan.as_dict(row))
+    """One more row, with the machine, date and versions of this run (earlier rows keep theirs)."""
+    append_rows(out, [pod_plan.as_dict(row)])
 
 
 def main() -> int:

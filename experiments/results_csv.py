@@ -64,12 +64,14 @@ def metadata_values() -> dict:
             "jax": _version("jax"), "jaxlib": _version("jaxlib")}
 
 
-def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | None = None) -> Path:
+def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | None = None,
+               measured_now: int | None = None) -> Path:
     """Writes `rows` to `path` (parent folders made) through a temporary file and a rename.
 
     The columns are `fields` (keys outside them are dropped), or else every key of every row in the
     order first seen, so rows with extra keys (an error message) keep them. The metadata columns
-    (`METADATA`) are appended when missing, and filled in rows that have no value for them.
+    (`METADATA`) are appended when missing, and filled in the rows measured now that have no value for
+    them: every row, or the last `measured_now` rows (earlier runs keep what they recorded, blanks too).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,9 @@ def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | N
     fields = list(fields)
     fields += [name for name in METADATA if name not in fields]
     meta = metadata_values()
-    rows = [{**row, **{k: v for k, v in meta.items() if row.get(k) in (None, "")}} for row in rows]
+    first_new = 0 if measured_now is None else len(rows) - measured_now
+    rows = [row if i < first_new else {**row, **{k: v for k, v in meta.items() if row.get(k) in (None, "")}}
+            for i, row in enumerate(rows)]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -95,4 +99,4 @@ def append_rows(path: str | Path, rows: Sequence[dict]) -> Path:
     if Path(path).exists():
         with open(path, newline="") as fh:
             old = list(csv.DictReader(fh))
-    return write_rows(path, old + list(rows))
+    return write_rows(path, old + list(rows), measured_now=len(rows))

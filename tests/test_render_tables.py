@@ -109,6 +109,17 @@ def test_write_rows_adds_the_metadata(tmp_path):
     assert row["jax"] == "own" and row["machine"] and row["date"] and row["jaxlib"]
 
 
+def test_append_rows_stamps_only_the_new_rows(tmp_path):
+    from experiments import results_csv
+    path = tmp_path / "runs.csv"
+    path.write_text("x,machine,date,jax,jaxlib\n1,old box,2026-01-01,0.1,\n")   # jaxlib not recorded then
+    results_csv.append_rows(path, [{"x": 2}])
+    with open(path, newline="") as fh:
+        old, new = list(csv.DictReader(fh))
+    assert old == {"x": "1", "machine": "old box", "date": "2026-01-01", "jax": "0.1", "jaxlib": ""}
+    assert new["x"] == "2" and new["machine"] and new["date"] and new["jax"] and new["jaxlib"]
+
+
 def test_the_renderer_imports_no_jax():
     code = ("import sys, runpy; sys.argv = ['render_tables.py', '--check']; "
             "mods = sys.modules\n"

@@ -3,7 +3,7 @@
 The estimate counts the float32 activations that are alive together at the peak of one forward, per
 LR pixel (every part of LSM is linear in the pixel count: windows are local, the SMU scores each
 token against T prototypes), times a safety factor for XLA's buffer reuse, plus the parameters and
-the output image. It is checked against measured peak RSS in docs/readme/inference.md.
+the output image. It is checked against measured peak RSS in docs/inference.md.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ every output pixel. Tiles are merged with an incremental weighted mean, so where
 bit for bit.
 
 LSM's SMU token grouping and the `paper` recurrence span the whole input, so for LSM the tiled
-output is close to, not equal to, the whole-image one (measured in docs/readme/inference.md).
+output is close to, not equal to, the whole-image one (measured in docs/inference.md).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
-from lsm_jax.model import saved as model_io
+from lsm_jax.model import saved
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Checkpointer:
 
 
 # ---------------------------------------------------------------------------------------------
-# The inference export: EMA weights in model_io format, replaced atomically.
+# The inference export: EMA weights in the saved-model format (lsm_jax.model.saved), replaced atomically.
 
 
 def _replace_dir(staged: Path, final: Path) -> None:
@@ -175,16 +175,16 @@ def export_model(directory: str | os.PathLike, net_cfg: ml_collections.ConfigDic
     shutil.rmtree(staged, ignore_errors=True)
     pure = jax.tree.map(np.asarray, nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params)
     if jax.process_count() == 1:
-        model_io.save_model(staged, net_cfg, pure)
+        saved.save_model(staged, net_cfg, pure)
     else:
-        # model_io's checkpointer synchronises every process; here only process 0 writes.
+        # saved's checkpointer synchronises every process; here only process 0 writes.
         staged.mkdir(parents=True)
         mp = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0},
                                                 barrier_sync_key_prefix="export")
         ckptr = ocp.StandardCheckpointer(multiprocessing_options=mp)
-        ckptr.save(staged / model_io.PARAMS_DIR, pure)
+        ckptr.save(staged / saved.PARAMS_DIR, pure)
         ckptr.wait_until_finished()
-        (staged / model_io.CONFIG_FILE).write_text(model_io.config_to_json(net_cfg))
+        (staged / saved.CONFIG_FILE).write_text(saved.config_to_json(net_cfg))
     if info is not None:
         (staged / "train_info.json").write_text(json.dumps(info, indent=2))
     _replace_dir(staged, final)
@@ -202,7 +202,7 @@ def resolve_init_dir(path: str | os.PathLike) -> Path:
     (its `export/best`, else `export/latest`)."""
     path = Path(path)
     for candidate in (path, path / "export" / "best", path / "export" / "latest"):
-        if (candidate / model_io.CONFIG_FILE).is_file():
+        if (candidate / saved.CONFIG_FILE).is_file():
             return candidate
     raise FileNotFoundError(f"init_from={str(path)!r}: neither a model checkpoint (config.json + params/) "
                             f"nor a training workdir with export/best or export/latest")

@@ -67,7 +67,7 @@ class MetricWriter:
             self.enabled = False
 
 
-CONFIG_FILE = "train_config.json"   # not config.json: a workdir can be an init_from checkpoint folder (model_io)
+CONFIG_FILE = "train_config.json"   # not config.json: a workdir can be an init_from checkpoint folder (lsm_jax.model.saved)
 
 
 def save_config(workdir: str | os.PathLike, config) -> Path:
