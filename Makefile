@@ -38,7 +38,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 test: setup
-	$(PY) -m pytest -q --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 demo: setup
 	$(PY) -m lsm_jax.demo
