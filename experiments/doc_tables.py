@@ -406,7 +406,52 @@ def pod_plan(rows):
                   "**estimate:** img/s/chip", "**estimate:** MFU", "note"], out)
 
 
+def _profile_rows(rows, tpu: bool):
+    return [r for r in rows if (r["target"] != "cpu") == tpu]
+
+
+def _share(x) -> str:
+    x = num(x)
+    return "" if x is None else f"{x * 100:.1f} %"
+
+
+def profile_categories(rows, tpu: bool):
+    rows = _profile_rows(rows, tpu)
+    total = one(rows, level="total")
+    out = []
+    for r in where(rows, level="category") + [dict(total, name="**total**", roofline_share=1, measured_share=1)]:
+        line = [r["name"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9), fmt(r["roofline_ms"]),
+                _share(r["roofline_share"])]
+        out.append(line + ([fmt(r["measured_ms"]), _share(r["measured_share"])] if not tpu else []))
+    header = ["category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms", "**estimate:** share"]
+    header += [] if tpu else ["measured ms", "measured share"]
+    cm = num(total.get("cost_model_ms"))
+    note = (f"{total['program']} on {total['target']}: roofline total {fmt(total['roofline_ms'])} ms "
+            f"(MFU {_share(total['roofline_mfu'])}, {fmt(total.get('roofline_images_per_s_per_chip'))} "
+            + ("img/s/chip)" if tpu else "img/s)")
+            + (f" against the cost model's {fmt(cm)} ms; both **estimates**" if cm else ", an **estimate**")
+            + f". Ceilings: {total['ceiling']}.")
+    if not tpu:
+        busy = num(total["measured_busy_ms"])
+        note += (f" Measured: ops ran during {fmt(busy)} ms of a {fmt(total['measured_step_ms'])} ms step, "
+                 f"{ratio(busy / num(total['roofline_ms']), 2)} the roofline; an op's measured time is the wall time its"
+                 " trace events cover, and ops that run at the same time each count theirs.")
+    return table(header, out) + ["", note]
+
+
+def profile_top(rows):
+    out = [[r["rank"], r["name"], r["category"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9),
+            fmt(r["roofline_ms"]), _share(r["roofline_share"])] for r in where(_profile_rows(rows, True), level="site")]
+    return table(["#", "source line", "category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms",
+                  "**estimate:** share"], out)
+
+
 TABLES: dict[str, Table] = {
+    "profile_tpu": Table("profile_step.csv", lambda rows: profile_categories(rows, True),
+                         lambda rows: _profile_rows(rows, True)),
+    "profile_cpu": Table("profile_step.csv", lambda rows: profile_categories(rows, False),
+                         lambda rows: _profile_rows(rows, False)),
+    "profile_top": Table("profile_step.csv", profile_top, lambda rows: _profile_rows(rows, True)),
     "scan_cpu": Table("scan_cpu.csv", scan_cpu, lambda rows: where(rows, **SCAN_POINT) + where(rows, kind="memory")),
     "scan_auto": Table("scan_cpu.csv", scan_auto, lambda rows: where(rows, kind="scan")),
     "scan_model": Table("scan_model_cpu.csv", scan_model),
