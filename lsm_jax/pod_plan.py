@@ -36,6 +36,7 @@ from lsm_jax.pod import plan as pod_plan
 from lsm_jax.pod.plan_config import combination_config, load_tpu_config
 from lsm_jax.runtime.command_line import refuse_set
 from lsm_jax.training import config_loader
+from lsm_jax.training.config_loader import load_config
 
 log = logging.getLogger("lsm_jax.pod_plan")
 
@@ -115,6 +116,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--infer", default="", metavar="SIZE,...", help="LR sizes for inference-forward rows, e.g. 256,1024")
     p.add_argument("--infer-batch", type=int, default=0, metavar="N",
                    help="inference batch (default: one per device)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the plan table: where the training step's time goes, per op, source line and "
+                        "category, from the compiled program (roofline estimates; --topology cpu compiles and runs "
+                        "it on this machine and measures it too)")
+    p.add_argument("--top", type=int, default=20, metavar="N", help="rows of --profile's op and source tables (20)")
     p.add_argument("--csv", default="", metavar="FILE", help="also write every row's fields to FILE as CSV")
     p.add_argument("--markdown", default="", metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -157,7 +163,12 @@ def _check(args: argparse.Namespace) -> dict:
                 text = f"--config {spec}: " + text.removeprefix("ValueError: ")
             raise ValueError(text) from None
     for topo in args.topology:
-        pod_plan.chips.topology_chips(topo)  # the name's form; libtpu checks the rest
+        if not (args.profile and topo == "cpu"):
+            pod_plan.chips.topology_chips(topo)  # the name's form; libtpu checks the rest
+    if args.profile and (args.no_train or args.fit or args.infer):
+        raise ValueError("--profile profiles the training step: it does not combine with --no-train, --fit or --infer")
+    if args.top < 1:
+        raise ValueError(f"--top {args.top}: must be ≥ 1")
     if args.infer_batch < 0:
         raise ValueError(f"--infer-batch {args.infer_batch}: must be ≥ 1 (or 0: one image per device)")
     if args.no_train and not args.infer:
@@ -184,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.profile:
+            return _profile(args, opts)
         rows = _plan(args, opts)
     except pod_plan.LibtpuMissing as err:
         print(f"{PROG}: {err}", file=sys.stderr)
@@ -197,6 +210,25 @@ def main(argv: list[str] | None = None) -> int:
         tables.write_csv(rows, args.csv)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
+    return 0
+
+
+def _profile(args: argparse.Namespace, opts: dict) -> int:
+    """Per config, topology and training combination: the step's profile tables (`lsm_jax.pod.profile`),
+    printed; with --csv, every row of every profile."""
+    from lsm_jax.pod.profile import profile_step
+    rows = []
+    for spec, topo, mesh, dtype, remat, accum in itertools.product(args.config, args.topology, opts["meshes"],
+                                                                   opts["dtypes"], opts["remat"], opts["accum"]):
+        base = load_config(spec, args.overrides)
+        for batch in opts["batch"] or [int(base.batch_size)]:
+            config = combination_config(spec, batch, dtype, remat, accum, args.overrides)
+            log.info("profiling %s on %s, batch %d, %s", spec, topo, batch, dtype)
+            prof = profile_step(config, None if topo == "cpu" else topo, mesh_sizes=mesh)
+            print("\n\n".join(prof.tables(top=args.top)) + "\n")
+            rows += [{"config": spec, "topology": topo, "dtype": dtype, **r} for r in prof.rows(top=None)]
+    if args.csv:
+        tables.write_dict_rows(rows, args.csv)
     return 0
 
 

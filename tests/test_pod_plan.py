@@ -367,3 +367,36 @@ def test_the_csv_reads_back_as_the_rows_it_was_written_from(tmp_path):
     tables.write_csv(rows, tmp_path / "plan.csv")
     assert tables.read_csv(tmp_path / "plan.csv") == rows
     assert tables.read_csv(tmp_path / "none.csv") == []
+
+
+def test_profile_flag_prints_the_profile_tables_and_writes_every_row(monkeypatch, tmp_path, capsys):
+    from lsm_jax.pod import profile
+
+    calls = []
+
+    class FakeProfile:
+        def tables(self, top):
+            return [f"| table | top {top} |"]
+
+        def rows(self, top=None):
+            return [{"level": "total", "roofline_ms": 1.5}, {"level": "category", "name": "scan"}]
+
+    def fake_profile_step(config, topology, mesh_sizes=(-1, 1, 1)):
+        calls.append((int(config.batch_size), topology, tuple(mesh_sizes)))
+        return FakeProfile()
+
+    monkeypatch.setattr(profile, "profile_step", fake_profile_step)
+    out = tmp_path / "p.csv"
+    assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "cpu", "--batch", "4,8", "--profile",
+                          "--top", "7", "-q", "--csv", str(out)]) == 0
+    assert calls == [(4, None, (-1, 1, 1)), (8, None, (-1, 1, 1))]
+    assert capsys.readouterr().out.count("| table | top 7 |") == 2
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("config,topology,dtype,level") and len(rows) == 5
+
+
+@pytest.mark.parametrize("extra", [["--fit"], ["--no-train", "--infer", "64"], ["--top", "0"]])
+def test_profile_refuses_what_it_cannot_combine_with(extra, capsys):
+    assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "cpu", "--profile", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lsm-pod-plan: error:") and "\n" not in err

@@ -62,15 +62,21 @@ def markdown(rows: list[PlanRow], columns=COLUMNS) -> str:
 
 def write_csv(rows: list[PlanRow], path: str | Path) -> None:
     """All fields of every row; written to a temporary name, then renamed."""
+    fields = list(as_dict(rows[0]).keys()) if rows else [f.name for f in dataclasses.fields(PlanRow)]
+    write_dict_rows([as_dict(r) for r in rows], path, fields)
+
+
+def write_dict_rows(rows: list[dict], path: str | Path, fields: list[str] | None = None) -> None:
+    """Rows of dicts as CSV (columns: `fields`, or every key in the order first seen); written to a
+    temporary name, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fields = fields or list(dict.fromkeys(k for r in rows for k in r))
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="") as f:
-        fields = list(as_dict(rows[0]).keys()) if rows else [f.name for f in dataclasses.fields(PlanRow)]
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        for r in rows:
-            writer.writerow(as_dict(r))
+        writer.writerows(rows)
     os.replace(tmp, path)
 
 
