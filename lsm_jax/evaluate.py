@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lsm_jax.evaluation.benchmarks import resolve_benchmark_dir
 from lsm_jax.evaluation.scoring import (
     UpscaleFn,
     bicubic_upscaler,
@@ -171,9 +172,10 @@ def run(argv: Sequence[str] | None = None) -> list[dict]:
         raise _fail(f"--scale must be a positive integer, got {args.scale}")
     if args.bicubic and args.scale is None:
         raise _fail("--bicubic needs --scale S")
-    for d in args.input:
-        if not Path(d).is_dir():
-            raise _fail(f"-i {d}: not a directory")
+    try:   # data/Set5 also names the bundled copy, from any directory and an install
+        args.input = [str(resolve_benchmark_dir(d, option="-i")) for d in args.input]
+    except FileNotFoundError as err:
+        raise _fail(str(err)) from None
     if args.tile is not None and args.tile < 1:
         raise _fail(f"--tile must be positive, got {args.tile}")
     resolved = None
