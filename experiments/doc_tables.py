@@ -389,6 +389,18 @@ def _estimate_ms(r) -> str:
     return fmt(x) if x is not None and x > 0 else "–"
 
 
+def pod_plan_dtype(rows):
+    """float32 beside bfloat16 for one case: memory measured by the compiler, time and MFU the cost model's."""
+    out = [[r["variant"], r["topology"], r["global_batch"], f"**{r['dtype']}**", fmt(r["temp_gib"]), fmt(r["total_gib"]),
+            fmt(r["gflops_per_chip"]), _estimate_ms(r),
+            fmt(r["images_per_s_per_chip"]) if _estimate_ms(r) != "–" else "–",
+            f"{num(r['mfu']) * 100:.1f} %" if num(r.get("mfu")) and _estimate_ms(r) != "–" else "–"]
+           for r in rows if r["status"] == "ok"]
+    return table(["variant", "topology", "batch", "compute dtype", "temporaries GiB/dev", "GiB/dev",
+                  "GFLOP/step/chip", "**estimate:** cost-model step, ms", "**estimate:** img/s/chip",
+                  "**estimate:** MFU"], out)
+
+
 def pod_plan(rows):
     out = []
     for r in _pod_sorted(rows):
@@ -470,6 +482,7 @@ TABLES: dict[str, Table] = {
     "bench_inference": Table("bench_inference.csv", bench_inference, extra=("allocator",)),
     "demo": Table("demo.csv", demo),
     "model_zoo": Table("model_zoo.csv", model_zoo),
+    "pod_plan_dtype": Table("pod_plan_dtype.csv", pod_plan_dtype),
     "export_onnx": Table("export_onnx.csv", export_onnx, extra=("onnxruntime",)),
     "anchors_authors_code": Table("outside_anchors.csv",
                                   lambda rows: outside_anchors(where(rows, section="authors_code"))),
