@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from lsm_jax.model.network import count_parameters
 from lsm_jax.model.saved import CheckpointError
 from lsm_jax.porting.checkpoint import ConversionError, convert
-from lsm_jax.porting.pth import PthError, as_npz, torch_available
 from lsm_jax.runtime.command_line import new_spellings
 
 PROG = "lsm-convert"
@@ -54,16 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lsm-convert: error: {weights} is a folder; -i takes a weights file (.pth, .safetensors, .npz). "
               "A checkpoint folder needs no conversion: pass it to lsm-upscale --checkpoint", file=sys.stderr)
         return 2
-    report = (lambda line: None) if args.quiet else print
-    readable, key = weights, args.key
     try:
-        with tempfile.TemporaryDirectory(prefix='lsm-convert-') as work:
-            if weights.suffix.lower() in ('.pth', '.pt') and weights.is_file() and not torch_available():
-                readable, key = as_npz(weights, work, args.key), None
-            cfg = convert(readable, args.network_options, args.output, key, args.overwrite,
-                          report=lambda line: report(line.replace(str(readable), str(weights))))
-    except (ConversionError, CheckpointError, PthError) as err:
-        print(f"lsm-convert: error: {str(err).replace(str(readable), str(weights))}", file=sys.stderr)
+        cfg = convert(weights, args.network_options, args.output, args.key, args.overwrite,
+                      report=(lambda line: None) if args.quiet else print)
+    except (ConversionError, CheckpointError) as err:
+        print(f"lsm-convert: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"wrote {args.output} ({cfg.arch} x{cfg.upscale}, {count_parameters(cfg):,} parameters, "

@@ -4,7 +4,8 @@
     lsm-convert -i net_g.pth [--network-options test_LSM_light_x4.yml] -o DIR
 
 The weights are a BasicSR checkpoint (`{'params': ..., 'params_ema': ...}`, `params_ema` by default,
-any `module.` prefix stripped) or an `.npz`/`.safetensors` of the same state_dict keys. The options
+any `module.` prefix stripped) or an `.npz`/`.safetensors` of the same state_dict keys. A `.pth` is read
+with PyTorch when it is installed, else by `lsm_jax.porting.pth` (tensors and dicts only). The options
 file is a BasicSR YAML whose `network_g` section gives the architecture; without one, the architecture
 is read from the state_dict's keys and shapes (`lsm_jax.porting.architecture`) and printed. When
 both are given and disagree, the error names the fields. Every key must be consumed (its name and
@@ -89,13 +90,16 @@ def load_state_dict(path: str | Path, key: str | None = None) -> dict[str, np.nd
     suffix = path.suffix.lower()
     try:
         if suffix in ('.pth', '.pt', '.ckpt'):
-            try:
+            from lsm_jax.porting.pth import PthError, read_pth, torch_available
+            if torch_available():
                 import torch
-            except ImportError as err:
-                raise ConversionError(f"{path}: reading .pth needs PyTorch (pip install 'lsm-jax[torch]'), "
-                                      "or save the state_dict as .npz/.safetensors") from err
-            # weights_only: no pickled code runs while loading an untrusted file.
-            raw = torch.load(path, map_location='cpu', weights_only=True)
+                # weights_only: no pickled code runs while loading an untrusted file.
+                raw = torch.load(path, map_location='cpu', weights_only=True)
+            else:   # tensors and dicts only, without PyTorch (torch.save zip archives)
+                try:
+                    raw = read_pth(path)
+                except PthError as err:
+                    raise ConversionError(str(err)) from None
         elif suffix == '.npz':
             with np.load(path, allow_pickle=False) as data:
                 raw = {k: data[k] for k in data.files}
@@ -108,23 +112,29 @@ def load_state_dict(path: str | Path, key: str | None = None) -> dict[str, np.nd
         raise
     except Exception as err:  # noqa: BLE001 - any decoder failure is reported with the file name
         raise ConversionError(f"{path}: cannot read weights: {err}") from err
-    if not isinstance(raw, dict):
-        raise ConversionError(f"{path}: not a state_dict (got {type(raw).__name__})")
-    if 'params' in raw or 'params_ema' in raw:
-        chosen = key or ('params_ema' if 'params_ema' in raw else 'params')
-        if chosen not in raw:
-            raise ConversionError(f"{path}: no {chosen!r} entry (has {sorted(raw)})")
-        raw = raw[chosen]
+    return select_state_dict(raw, key, str(path))
+
+
+def select_state_dict(obj, key: str | None = None, source: str = 'weights') -> dict[str, np.ndarray]:
+    """The state_dict in a loaded weights object: a BasicSR checkpoint's `key` entry (default `params_ema`,
+    else `params`) or a bare state_dict, as numpy arrays, `module.` prefixes stripped."""
+    if not isinstance(obj, dict):
+        raise ConversionError(f"{source}: not a state_dict (got {type(obj).__name__})")
+    if 'params' in obj or 'params_ema' in obj:
+        chosen = key or ('params_ema' if 'params_ema' in obj else 'params')
+        if chosen not in obj:
+            raise ConversionError(f"{source}: no {chosen!r} entry (has {sorted(obj)})")
+        obj = obj[chosen]
     elif key not in (None, 'params_ema', 'params'):
-        raise ConversionError(f"{path}: a bare state_dict has no {key!r} entry")
-    if not isinstance(raw, dict) or not raw:
-        raise ConversionError(f"{path}: not a state_dict (no tensor entries)")
+        raise ConversionError(f"{source}: a bare state_dict has no {key!r} entry")
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(f"{source}: not a state_dict (no tensor entries)")
     out = {}
-    for name, value in raw.items():
+    for name, value in obj.items():
         value = value.detach().cpu().numpy() if hasattr(value, 'detach') else value
         if not isinstance(value, np.ndarray):
-            raise ConversionError(f"{path}: not a state_dict (entry {name!r} is a {type(value).__name__})")
-        out[name.removeprefix('module.')] = value
+            raise ConversionError(f"{source}: not a state_dict (entry {name!r} is a {type(value).__name__})")
+        out[str(name).removeprefix('module.')] = value
     return out
 
 

@@ -139,17 +139,12 @@ def _convert_into_cache(weights: Path, root: Path, staging: Path, sha: str, disp
     from lsm_jax.model.network import count_parameters
     from lsm_jax.model.saved import CheckpointError
     from lsm_jax.porting.checkpoint import ConversionError, convert
-    from lsm_jax.porting.pth import PthError, as_npz, torch_available
-    readable = weights
+    out = staging / "checkpoint"
     try:
-        if weights.suffix.lower() in (".pth", ".pt") and not torch_available():
-            (staging / "npz").mkdir()
-            readable, key = as_npz(weights, staging / "npz", key), None
-        out = staging / "checkpoint"
-        cfg = convert(readable, None, out, key,
-                      report=None if report is None else lambda line: report(line.replace(str(readable), display)))
-    except (ConversionError, CheckpointError, PthError) as err:
-        raise ModelSourceError(str(err).replace(str(readable), display).replace(str(weights), display)) from None
+        cfg = convert(weights, None, out, key,
+                      report=None if report is None else lambda line: report(line.replace(str(weights), display)))
+    except (ConversionError, CheckpointError) as err:
+        raise ModelSourceError(str(err).replace(str(weights), display)) from None
     (out / "source.json").write_text(json.dumps({**origin, "sha256": sha, "architecture": cfg.arch,
                                                  "scale": int(cfg.upscale), "semantics": "reference"}, indent=1))
     try:

@@ -1,7 +1,8 @@
 """Read a PyTorch `.pth` state_dict without PyTorch.
 
     state = read_pth("net_g_LSM_light_x4.pth")        # {'params_ema': {'conv_first.weight': ndarray, ...}}
-    npz = as_npz("net_g.pth", workdir)                  # the same state_dict as an .npz that `convert` reads
+
+`lsm_jax.porting.checkpoint.load_state_dict` calls it for a `.pth` when PyTorch is not installed.
 
 A `.pth` written by `torch.save` (PyTorch >= 1.6) is a zip archive: `<name>/data.pkl` pickles the object
 with every tensor as a reference to a raw little-endian storage file `<name>/data/<key>`. This module
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PthError", "read_pth", "select_state_dict", "as_npz", "torch_available"]
+__all__ = ["PthError", "read_pth", "torch_available"]
 
 _STORAGE_DTYPES = {
     "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "bfloat16",
@@ -149,33 +150,3 @@ def read_pth(path: str | Path):
         return value
 
     return floats(obj)
-
-
-def select_state_dict(obj, key: str | None = None, source: str = "weights") -> dict[str, np.ndarray]:
-    """The state_dict in `obj`: a BasicSR checkpoint's `key` entry (default `params_ema`, else `params`) or
-    a bare state_dict; `module.` prefixes are stripped, as `load_state_dict` does."""
-    if not isinstance(obj, dict):
-        raise PthError(f"{source}: not a state_dict (got {type(obj).__name__})")
-    if "params" in obj or "params_ema" in obj:
-        chosen = key or ("params_ema" if "params_ema" in obj else "params")
-        if chosen not in obj:
-            raise PthError(f"{source}: no {chosen!r} entry (has {sorted(obj)})")
-        obj = obj[chosen]
-    elif key not in (None, "params", "params_ema"):
-        raise PthError(f"{source}: a bare state_dict has no {key!r} entry")
-    if not isinstance(obj, dict) or not obj:
-        raise PthError(f"{source}: not a state_dict (no tensor entries)")
-    out = {}
-    for name, value in obj.items():
-        if not isinstance(value, np.ndarray):
-            raise PthError(f"{source}: not a state_dict (entry {name!r} is a {type(value).__name__})")
-        out[str(name).removeprefix("module.")] = value
-    return out
-
-
-def as_npz(path: str | Path, workdir: str | Path, key: str | None = None) -> Path:
-    """Write the state_dict of the `.pth` at `path` to `workdir/<stem>.npz` (for `convert`); returns it."""
-    state = select_state_dict(read_pth(path), key, str(path))
-    out = Path(workdir) / f"{Path(path).stem}.npz"
-    np.savez(out, **state)
-    return out
