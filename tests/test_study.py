@@ -128,23 +128,6 @@ def _micro_study(tmp_path: Path) -> tuple[dict, Sweep]:
     return spec, sweep
 
 
-@pytest.fixture()
-def compilation_cache():
-    """The persistent compilation cache test_train uses (the same micro network: its programs are
-    shared); the previous settings are put back for the other test modules."""
-    import tempfile
-    from jax.experimental.compilation_cache import compilation_cache as cc
-    old = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
-                                               "jax_persistent_cache_min_compile_time_secs")}
-    jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "lsm_jax_test_xla_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    cc.reset_cache()
-    yield
-    for key, value in old.items():
-        jax.config.update(key, value)
-    cc.reset_cache()
-
-
 def test_study_runs_resumes_after_a_kill_and_reports_its_runs(tmp_path, compilation_cache):
     from lsm_jax.training import loop
     spec, sweep = _micro_study(tmp_path)
