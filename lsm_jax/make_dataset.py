@@ -2,15 +2,7 @@
 ``lsm-make-dataset -i HR_DIR [--lr DIR | --scales 2,3,4] -o DIR [--crop 480 --step 240]``
 (or ``python -m lsm_jax.make_dataset``).
 
-Sub-images lie as in BasicSR's ``extract_subimages`` (see :mod:`lsm_jax.data.subimages`); their pixels are
-stored once, as tiles (:mod:`lsm_jax.data.record_format`), with the LR tiles of every scale. LR comes from
-the user's files (``--lr``, checked to be exactly HR/S) or is made with MATLAB-exact bicubic of the *whole*
-image, as ``make_lr`` and the benchmark sets do, and then cut: LR pixels near sub-image borders are those of
-the whole-image LR, not of a resized crop.
-
-Shards are written in parallel (one process per shard) to a temporary name and renamed when complete, with
-their part of the index; a rerun keeps finished shards and redoes the rest. Bad files are reported in one line
-each, skipped, and listed again at the end (exit status 1).
+How sub-images are cut and stored, and what a rerun keeps: `lsm_jax.data.record_writer`.
 """
 
 from __future__ import annotations
