@@ -41,7 +41,6 @@ import json
 import os
 import platform as host
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

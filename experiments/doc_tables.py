@@ -1,7 +1,7 @@
 """The table definitions that `render_tables.py` renders into README.md and docs/*.md.
 
 Each entry of `TABLES` names a CSV under experiments/results/ and a small function from that CSV's rows
-to Markdown lines (a table and, at most, a few notes); the helpers below format the figures. Estimates
+to Markdown lines (a table and, at most, a few notes); `table_format.py` formats the figures. Estimates
 (the TPU cost model) get columns of their own, headed as estimates. Standard library only: no JAX import.
 """
 
@@ -10,76 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from experiments.pod_tables import pod_plan, pod_plan_dtype, profile_categories, profile_rows, profile_top
+from experiments.table_format import num, fmt, ms, spread, ratio, table, where, one, distinct
 
-# ----------------------------------------------------------------------------------------------- helpers
-
-def num(value) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if x != x else x  # NaN -> None
-
-
-def fmt(value, digits: int = 3) -> str:
-    """`digits` significant figures, no exponent for ordinary magnitudes; '' for a missing value."""
-    x = num(value)
-    if x is None:
-        return ""
-    if x == 0:
-        return "0"
-    if abs(x) < 1e-3:
-        return f"{x:.1e}"
-    text = f"{x:.{digits}g}"
-    if "e" in text:
-        return f"{x:.0f}"
-    return text
-
-
-def ms(seconds) -> str:
-    x = num(seconds)
-    return "" if x is None else fmt(x * 1e3)
-
-
-def spread(row: dict, key: str, unit: Callable = fmt) -> str:
-    """The median `key` with the spread the CSV holds: `key_min`/`key_max` columns (`time_s` ->
-    `time_min_s`, `time_max_s`) give "median (min–max)", a min alone "median (min …)"."""
-    stem, _, suffix = key.rpartition("_")
-    lo, hi = row.get(f"{stem}_min_{suffix}"), row.get(f"{stem}_max_{suffix}")
-    text = unit(row.get(key))
-    if not text:
-        return ""
-    if num(lo) is not None and num(hi) is not None:
-        return f"{text} ({unit(lo)}–{unit(hi)})"
-    if num(lo) is not None:
-        return f"{text} (min {unit(lo)})"
-    return text
-
-
-def ratio(x, digits: int = 3) -> str:
-    text = fmt(x, digits)
-    return f"{text}×" if text else ""
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-
-
-def where(rows: list[dict], **conditions) -> list[dict]:
-    return [r for r in rows if all(str(r.get(k)) == str(v) for k, v in conditions.items())]
-
-
-def one(rows: list[dict], **conditions) -> dict:
-    found = where(rows, **conditions)
-    return found[0] if found else {}
-
-
-def distinct(rows: list[dict], key: str) -> list[str]:
-    return list(dict.fromkeys(r[key] for r in rows))
-
-
-# ------------------------------------------------------------------------------------------------ tables
 
 @dataclass(frozen=True)
 class Table:
@@ -373,97 +306,12 @@ def study_first_results(rows):
                   "Δ PSNR vs ★, paired by seed", "seeds"], out)
 
 
-TOPOLOGY_ORDER = ("v4:2x2x1", "v5e:4x4", "v5e:16x16", "v5p:2x2x4", "v5p:1x1x1")
-VARIANT_ORDER = ("lsm", "lsm_s", "lsm_light")
-
-
-def _pod_sorted(rows):
-    return sorted(rows, key=lambda r: (r["kind"] != "train", VARIANT_ORDER.index(r["variant"])
-                                       if r["variant"] in VARIANT_ORDER else 9,
-                                       TOPOLOGY_ORDER.index(r["topology"]) if r["topology"] in TOPOLOGY_ORDER else 9,
-                                       int(r["global_batch"]), int(r["image"])))
-
-
-def _estimate_ms(r) -> str:
-    x = num(r.get("cost_model_ms"))
-    return fmt(x) if x is not None and x > 0 else "–"
-
-
-def pod_plan_dtype(rows):
-    """float32 beside bfloat16 for one case: memory measured by the compiler, time and MFU the cost model's."""
-    out = [[r["variant"], r["topology"], r["global_batch"], f"**{r['dtype']}**", fmt(r["temp_gib"]), fmt(r["total_gib"]),
-            fmt(r["gflops_per_chip"]), _estimate_ms(r),
-            fmt(r["images_per_s_per_chip"]) if _estimate_ms(r) != "–" else "–",
-            f"{num(r['mfu']) * 100:.1f} %" if num(r.get("mfu")) and _estimate_ms(r) != "–" else "–"]
-           for r in rows if r["status"] == "ok"]
-    return table(["variant", "topology", "batch", "compute dtype", "temporaries GiB/dev", "GiB/dev",
-                  "GFLOP/step/chip", "**estimate:** cost-model step, ms", "**estimate:** img/s/chip",
-                  "**estimate:** MFU"], out)
-
-
-def pod_plan(rows):
-    out = []
-    for r in _pod_sorted(rows):
-        ok = r["status"] == "ok"
-        mfu = num(r.get("mfu"))
-        note = r["reason"].replace("the TPU cost model gave no time estimate for this program", "no cost-model time")
-        out.append([r["kind"], r["variant"], r["topology"], r["global_batch"], fmt(r["batch_per_chip"]), r["image"],
-                    r["status"], fmt(r["total_gib"]) if ok else "–", fmt(r["hbm_gib"]) if ok else "–",
-                    fmt(r["headroom_gib"]) if ok else "–", fmt(r["gflops_per_chip"]) if ok else "–",
-                    r["compile_s"] and fmt(r["compile_s"]) or "–", _estimate_ms(r),
-                    fmt(r["images_per_s_per_chip"]) if _estimate_ms(r) != "–" else "–",
-                    f"{mfu * 100:.1f} %" if mfu and _estimate_ms(r) != "–" else "–", note])
-    return table(["kind", "variant", "topology", "batch", "batch/chip", "LR px", "status", "GiB/dev", "HBM GiB/dev",
-                  "headroom GiB", "GFLOP/step/chip", "compile, s (measured)", "**estimate:** cost-model step, ms",
-                  "**estimate:** img/s/chip", "**estimate:** MFU", "note"], out)
-
-
-def _profile_rows(rows, tpu: bool):
-    return [r for r in rows if (r["target"] != "cpu") == tpu]
-
-
-def _share(x) -> str:
-    x = num(x)
-    return "" if x is None else f"{x * 100:.1f} %"
-
-
-def profile_categories(rows, tpu: bool):
-    rows = _profile_rows(rows, tpu)
-    total = one(rows, level="total")
-    out = []
-    for r in where(rows, level="category") + [dict(total, name="**total**", roofline_share=1, measured_share=1)]:
-        line = [r["name"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9), fmt(r["roofline_ms"]),
-                _share(r["roofline_share"])]
-        out.append(line + ([fmt(r["measured_ms"]), _share(r["measured_share"])] if not tpu else []))
-    header = ["category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms", "**estimate:** share"]
-    header += [] if tpu else ["measured ms", "measured share"]
-    cm = num(total.get("cost_model_ms"))
-    note = (f"{total['program']} on {total['target']}: roofline total {fmt(total['roofline_ms'])} ms "
-            f"(MFU {_share(total['roofline_mfu'])}, {fmt(total.get('roofline_images_per_s_per_chip'))} "
-            + ("img/s/chip)" if tpu else "img/s)")
-            + (f" against the cost model's {fmt(cm)} ms; both **estimates**" if cm else ", an **estimate**")
-            + f". Ceilings: {total['ceiling']}.")
-    if not tpu:
-        busy = num(total["measured_busy_ms"])
-        note += (f" Measured: ops ran during {fmt(busy)} ms of a {fmt(total['measured_step_ms'])} ms step, "
-                 f"{ratio(busy / num(total['roofline_ms']), 2)} the roofline; an op's measured time is the wall time its"
-                 " trace events cover, and ops that run at the same time each count theirs.")
-    return table(header, out) + ["", note]
-
-
-def profile_top(rows):
-    out = [[r["rank"], r["name"], r["category"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9),
-            fmt(r["roofline_ms"]), _share(r["roofline_share"])] for r in where(_profile_rows(rows, True), level="site")]
-    return table(["#", "source line", "category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms",
-                  "**estimate:** share"], out)
-
-
 TABLES: dict[str, Table] = {
     "profile_tpu": Table("profile_step.csv", lambda rows: profile_categories(rows, True),
-                         lambda rows: _profile_rows(rows, True)),
+                         lambda rows: profile_rows(rows, True)),
     "profile_cpu": Table("profile_step.csv", lambda rows: profile_categories(rows, False),
-                         lambda rows: _profile_rows(rows, False)),
-    "profile_top": Table("profile_step.csv", profile_top, lambda rows: _profile_rows(rows, True)),
+                         lambda rows: profile_rows(rows, False)),
+    "profile_top": Table("profile_step.csv", profile_top, lambda rows: profile_rows(rows, True)),
     "scan_cpu": Table("scan_cpu.csv", scan_cpu, lambda rows: where(rows, **SCAN_POINT) + where(rows, kind="memory")),
     "scan_auto": Table("scan_cpu.csv", scan_auto, lambda rows: where(rows, kind="scan")),
     "scan_model": Table("scan_model_cpu.csv", scan_model),

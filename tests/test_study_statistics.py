@@ -191,9 +191,8 @@ def test_study_documents_declare_the_authors_ring_as_baseline(name):
 
 def test_docs_renderer_reads_the_new_report_csv(tmp_path, monkeypatch):
     """experiments/render_tables.py (its doc_tables) renders a regenerated study report.csv (CI, declared baseline, paired Δ)."""
-    monkeypatch.syspath_prepend(str(REPO / "experiments"))
     import csv
-    import doc_tables
+    from experiments import doc_tables
     study = _study(tmp_path, baseline="rmin=0.4")
     report.write_report(study, plots=False)
     with open(study / "report.csv", newline="") as fh:
