@@ -1,7 +1,9 @@
-"""Benchmark folders by name: the Set5 bundled with the package, and the resolver of `eval.dirs`.
+"""Benchmark folders by name: the sets bundled with the package, and the resolver of `eval.dirs`.
 
-The repository's `data/` folder installs as the package `lsm_jax.bundled`; its Set5 (HR/ and
-LR_bicubic/X{s}/) is what the demo scores on and what the recipes validate on (`eval.dirs=["data/Set5"]`).
+The repository's `data/` folder installs as the package `lsm_jax.bundled`. Its Set5 (HR/ and
+LR_bicubic/X{s}/) is what the demo scores on and what the recipes validate on (`eval.dirs=["data/Set5"]`);
+its Gray6 (HR/ only: LR made on the fly) is the studies' second held-out set (`data/Gray6`), six
+scikit-image photographs that the embedded training source does not contain.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from importlib import resources
 from pathlib import Path, PurePath
 
 BUNDLED_PACKAGE = "lsm_jax.bundled"
-BUNDLED_NAMES = {"Set5": PurePath("data", "Set5")}   # the bundled sets, by the name the recipes use
+BUNDLED_NAMES = {"Set5": PurePath("data", "Set5"),     # the bundled sets, by the name the recipes use
+                 "Gray6": PurePath("data", "Gray6")}   # held out from the embedded photographs (studies)
 
 
 def bundled(name: str = "Set5") -> Path:

@@ -56,13 +56,23 @@ def init_lru_parameters(key: jax.Array, n: int, rmin: float, rmax: float, max_ph
 class LRUCore(nnx.Module):
     """The LRU of a CML block (`lru.lru_core`) with category-modulated λ, B·u and C·h (spec §5).
     Sows `lru_Bu` (x = Mk_B·γB·u), `lru_lambda_eff` (a = λ·Mk_A) and `lru_states` (h), all
-    (B, L, N) complex64."""
+    (B, L, N) complex64.
+
+    `mk_a_scale` (`config.model.mk_a_scale`, default 1: the authors' a = λ·Mk_A, exactly) is a study
+    variant beyond the paper. Mk_A is a quarter of a softmax over the T prototypes, so it is ~1/T per
+    state and a = λ·Mk_A forgets within a token or two whatever λ's ring. With s ≠ 1 the decay is
+    a = λ·min(s·Mk_A, 1): s = T restores |a| ≈ |λ| for an evenly spread Mk, and the clip keeps |a| ≤ |λ| < 1
+    (a stable recurrence)."""
 
     def __init__(self, dim: int, d_state: int, *, rmin: float = 0.9, rmax: float = 0.99,
-                 max_phase: float = 6.283, gamma: str = "learned", rngs: nnx.Rngs):
+                 max_phase: float = 6.283, gamma: str = "learned", mk_a_scale: float = 1.0,
+                 rngs: nnx.Rngs):
         if gamma not in GAMMA_MODES:
             raise ValueError(f"lru_gamma must be one of {GAMMA_MODES}, got {gamma!r}")
+        if not mk_a_scale > 0:
+            raise ValueError(f"mk_a_scale must be > 0, got {mk_a_scale!r}")
         self.gamma_mode = gamma
+        self.mk_a_scale = float(mk_a_scale)
         nu_log, theta_log, gamma_log = init_lru_parameters(rngs.params(), d_state, rmin, rmax, max_phase)
         self.nu_log = param(nu_log, ('state',))
         self.theta_log = param(theta_log, ('state',))
@@ -100,6 +110,8 @@ class LRUCore(nnx.Module):
 
         def effective_lambda():                                               # (1 or B, L, N)
             alpha = jnp.mean(mk_a, axis=0, keepdims=True) if mk_a_batch_mean else mk_a
+            if self.mk_a_scale != 1.0:   # the variant only: the default program stays the authors'
+                alpha = jnp.minimum(self.mk_a_scale * alpha, 1.0)
             return self.eigenvalues() * alpha
 
         if us.shape[scan_axis] == 1:

@@ -73,7 +73,8 @@ class CMLBlock(nnx.Module):
         self.embedding = param(jax.random.uniform(rngs.params(), (t, dim), jnp.float32, -1 / t, 1 / t),
                                ('prototypes', 'embed'))
         self.lru = SemanticLRU(dim, t, cfg.d_state, rmin=cfg.rmin, rmax=cfg.rmax, max_phase=cfg.max_phase,
-                               gamma=cfg.get('lru_gamma', 'learned'), dtype=dtype, rngs=rngs)
+                               gamma=cfg.get('lru_gamma', 'learned'), mk_a_scale=cfg.get('mk_a_scale', 1.0),
+                               dtype=dtype, rngs=rngs)
         self.norm4 = LayerNorm(dim, names=('embed',))
         self.mlp = GatedMLP(dim, int(dim * cfg.mlp_ratio), dtype=dtype, rngs=rngs)
         self.gamma = param(jnp.full((dim,), 1e-4, jnp.float32), ('embed',))

@@ -62,7 +62,8 @@ class SemanticLRU(nnx.Module):
     `lru_unsorted_before_out_proj` and `output` (what `lsm_jax.model.network.capture` returns)."""
 
     def __init__(self, dim: int, num_tokens: int, d_state: int, *, rmin: float, rmax: float,
-                 max_phase: float, gamma: str = "learned", dtype=jnp.float32, rngs: nnx.Rngs):
+                 max_phase: float, gamma: str = "learned", mk_a_scale: float = 1.0, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
         if num_tokens % 4 or d_state != num_tokens // 4:
             raise ValueError(f"d_state must equal num_tokens/4 (Mk quarters modulate the states): "
                              f"num_tokens={num_tokens}, d_state={d_state}")
@@ -76,7 +77,7 @@ class SemanticLRU(nnx.Module):
         self.CPE = DepthwiseConv3x3(dim, dtype=dtype, rngs=rngs)
         self.out_proj = Linear(dim, dim // 2, names=('embed', None), dtype=dtype, rngs=rngs)
         self.lru_core = LRUCore(dim, d_state, rmin=rmin, rmax=rmax, max_phase=max_phase, gamma=gamma,
-                                rngs=rngs)
+                                mk_a_scale=mk_a_scale, rngs=rngs)
 
     def smu(self, u: jax.Array, prototypes: jax.Array) -> tuple[jax.Array, jax.Array]:
         """u (B, L, C), prototypes (T, C) -> (logits S (B, L, T), Mk = softmax_T(S)), both float32."""

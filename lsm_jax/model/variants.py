@@ -32,6 +32,7 @@ def _base(arch: str, scale: int) -> ml_collections.ConfigDict:
             rmax=0.99,
             max_phase=6.283,
             lru_gamma="learned",   # γ of B·u: 'learned' (reference) | 'from_lambda' | 'off' (lsm_jax.model.lru)
+            mk_a_scale=1.0,        # decay a = λ·min(s·Mk_A, 1); 1 = the authors' λ·Mk_A (lsm_jax.model.lru)
             drop_path_rate=0.1,
             # Semantics: a preset name, plus optional per-switch overrides (None = from the preset).
             semantics="paper",
