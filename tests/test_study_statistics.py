@@ -172,7 +172,8 @@ def test_table_rebuilt_from_runs_csv_alone(tmp_path):
     assert (committed / "report.md").read_text() == (study / "report.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["first_results", "ring_settings", "max_phase", "semantics", "rmin_rmax_grid"])
+@pytest.mark.parametrize("name", ["first_results", "ring_settings", "max_phase", "semantics", "rmin_rmax_grid",
+                                  "ring_ablation"])
 def test_study_documents_declare_the_authors_ring_as_baseline(name):
     """Where a document has the authors' ring (r_min 0.9, r_max 0.99, θ_max 2π, `paper`) as a row, that row
     is its declared baseline; rmin_rmax_grid has no such cell and declares none."""

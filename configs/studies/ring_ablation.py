@@ -26,7 +26,7 @@ STUDY = dict(
          "model.max_phase=6.283,6.283,0.314,0.314,6.283,6.283",
          "model.semantics=paper,paper,paper,paper,reference,paper",
          "model.mk_a_scale=1.0,1.0,1.0,1.0,1.0,16.0"],
-    seeds=5, data=["data/Set5", "data/Gray6"],
+    seeds=5, steps=1600, data=["data/Set5", "data/Gray6"],   # steps: the recipe's, validated once at the end
     baseline="rmin=0.9,rmax=0.99,max_phase=6.283,semantics=paper,mk_a_scale=1.0")  # the authors' ring, paper
 
 
