@@ -8,7 +8,7 @@ Writes into experiments/results/studies/ring_ablation/ (docs/study.md renders th
     report.md, report.csv, runs.csv   the study tool's table (mean, 95 % CI, Δ paired by seed vs the
                                       declared baseline) and the per-run results it is rebuilt from
     bicubic.csv                       plain bicubic on the same sets (Set5 x2 files; Gray6 LR made on the fly)
-    mechanism_runs.csv                per run: |λ·Mk_A| quantiles, memory length, |λ| before/after training,
+    mechanism_runs.csv                per run: |λ·Mk_A| quantiles, e-folding and memory length, |λ| before/after,
                                       margin over bicubic (lsm_jax.studies.mechanism)
     mechanism.csv                     per row: those figures as mean and 95 % t CI over the seeds
     decay.png, memory.png, eigenvalues.png   one panel per row, seeds pooled
@@ -102,10 +102,12 @@ def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
                 row=name, label=row["label"], seed=result["seed"], recurrence=int(summary["recurrence"]),
                 decay_p10=summary["decay"]["p10"], decay_median=summary["decay"]["median"],
                 decay_p90=summary["decay"]["p90"], decay_mean=summary["decay_mean"],
+                efold_p10=summary["efold"]["p10"], efold_median=summary["efold"]["median"],
+                efold_p90=summary["efold"]["p90"],
                 memory_p10=summary["memory"]["p10"], memory_median=summary["memory"]["median"],
                 memory_p90=summary["memory"]["p90"], memory_censored=summary["memory_censored"],
                 lambda_abs_initial=summary["lambda_abs_initial"], lambda_abs_trained=summary["lambda_abs_trained"],
-                bare_memory_median=summary["bare_memory_median"],
+                bare_efold_median=summary["bare_efold_median"],
                 **{f"{d}_margin_db": result["metrics"][f"{d}/psnr"] - bicubic_psnr[d] for d in bicubic_psnr}))
         if runs:
             rows.append(dict(name=name, runs=runs))
@@ -115,8 +117,8 @@ def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
     for row in rows:
         mine = [r for r in per_run if r["row"] == row["name"]]
         out_row = dict(row=row["name"], seeds=len(mine), recurrence=mine[0]["recurrence"])
-        for key in ("decay_median", "memory_median", "memory_censored", "lambda_abs_initial", "lambda_abs_trained",
-                    "bare_memory_median", "Set5_margin_db", "Gray6_margin_db"):
+        for key in ("decay_median", "efold_median", "memory_median", "memory_censored", "lambda_abs_initial",
+                    "lambda_abs_trained", "bare_efold_median", "Set5_margin_db", "Gray6_margin_db"):
             mean, lo, hi = _mean_ci([r[key] for r in mine])
             out_row.update({f"{key}_mean": mean, f"{key}_ci_lo": lo, f"{key}_ci_hi": hi})
         out_row["Set5_margin_db_min"] = min(r["Set5_margin_db"] for r in mine)

@@ -103,20 +103,21 @@ def _mean_ci(r, key: str, digits: int, scale: float = 1.0) -> str:
 
 
 def study_ring_mechanism(rows):
-    """Per row (mean ± 95 % CI over seeds of each run's figure on Set5 x2): the median decay |λ·Mk_A|,
-    the median memory length, the share censored, the bare 1/(1 − |λ|), mean |λ| before → after
-    training, and the smallest margin over bicubic among the seeds."""
+    """Per row (mean ± 95 % CI over seeds of each run's figure on Set5 x2): the median decay |λ·Mk_A|, its
+    e-folding length, the median whole-token memory length and the share censored, the bare −1/ln|λ|,
+    mean |λ| before → after training, and the smallest margin over bicubic among the seeds."""
     out = []
     for r in rows:
         recurrence = r["recurrence"] == "1"
-        out.append([r["row"], _mean_ci(r, "decay_median", 3),
+        out.append([r["row"], _mean_ci(r, "decay_median", 3), _mean_ci(r, "efold_median", 2),
                     _mean_ci(r, "memory_median", 1) if recurrence else "none (batch 1)",
-                    _mean_ci(r, "memory_censored", 1, 100.0) if recurrence else "–",
-                    _mean_ci(r, "bare_memory_median", 0),
+                    _mean_ci(r, "memory_censored", 2, 100.0) if recurrence else "–",
+                    _mean_ci(r, "bare_efold_median", 1),
                     f"{num(r['lambda_abs_initial_mean']):.3f} → {num(r['lambda_abs_trained_mean']):.3f}",
                     f"{num(r['Set5_margin_db_min']):+.2f}".replace("-", "−"),
                     f"{num(r['Gray6_margin_db_min']):+.2f}".replace("-", "−"), r["seeds"]])
-    return table(["row", "median |λ·Mk_A|", "median memory (tokens)", "censored (%)", "bare 1/(1 − |λ|) (tokens)",
+    return table(["row", "median |λ·Mk_A|", "median −1/ln|λ·Mk_A| (tokens)", "median tokens to 1/e", "censored (%)",
+                  "bare −1/ln|λ| (tokens)",
                   "mean |λ|, initial → trained", "Set5 margin over bicubic, worst seed (dB)",
                   "Gray6 margin, worst seed (dB)", "seeds"], out)
 

@@ -3,6 +3,7 @@ from a decay sequence, the bundled held-out Gray6 set, and the committed results
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import jax
@@ -13,7 +14,7 @@ from flax import nnx
 
 from lsm_jax.model.network import LSM, capture
 from lsm_jax.model.variants import network_config
-from lsm_jax.studies.mechanism import memory_lengths
+from lsm_jax.studies.mechanism import efolding, memory_lengths
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results" / "studies" / "ring_ablation"
 
@@ -36,6 +37,13 @@ def test_memory_length_follows_a_varying_decay():
     assert k[0, 0] == 3 and not censored[0, 0]
     assert k[2, 0] == 1                       # a[3] = 0.1 at once
     assert k[3, 0] == 2 and censored[3, 0]    # 0.99 · 0.99 never reaches 1/e: two tokens left, censored
+
+
+def test_efolding_length_by_hand():
+    # −1/ln|a|: 1/e lasts one token, 0.5 lasts 1/ln 2 = 1.4427, 0.99 lasts 99.5; a complex a by its modulus.
+    got = efolding(np.array([math.exp(-1.0), 0.5, 0.99, 0.6j]))
+    np.testing.assert_allclose(got, [1.0, 1.0 / math.log(2.0), -1.0 / math.log(0.99), -1.0 / math.log(0.6)])
+    assert efolding(np.array([0.0]))[0] < 1e-2 and np.isfinite(efolding(np.array([1.0]))).all()
 
 
 def _decay_and_mk(scale: float):

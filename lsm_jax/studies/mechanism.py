@@ -4,11 +4,13 @@ token, the memory length it implies, and the eigenvalues before and after traini
 For every finished run (its export/latest) and every Set5 LR image at the run's scale, whole, at batch 1:
 
 - **decay**: |a| = |λ·Mk_A| of every token, state and CML block, in the order the scan sees them;
+- **e-folding length** τ = −1/ln|a| per token and state: the tokens a state would last at that decay
+  (continuous, so it tells 0.07 from 0.3 where a whole-token count cannot);
 - **memory length**: for a state written at token t, the number of further tokens k until the product
-  |a_{t+1}|···|a_{t+k}| falls below 1/e. A state still above 1/e at the end of the sequence counts as
-  censored at the tokens that were left (so a median is exact while fewer than half are censored);
+  |a_{t+1}|···|a_{t+k}| falls below 1/e (at least 1). A state still above 1/e at the end of the sequence
+  counts as censored at the tokens that were left (so a median is exact while fewer than half are censored);
 - **eigenvalues**: λ of every block at initialisation (the run's own seed, `eigen.initial_model`) and
-  after training, with the bare memory 1/(1 − |λ|) that λ alone would give.
+  after training, with the bare e-folding length −1/ln|λ| that λ alone would give.
 
 Under semantics that scan the batch axis (`reference`), at batch 1 there is nothing to scan: the
 memory length is reported as 0 and `recurrence` is False (the decay is still λ times the batch-mean
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 DECAY_BINS = np.linspace(0.0, 1.0, 101)                       # |λ·Mk_A|
-MEMORY_BINS = np.concatenate([[0.0], np.logspace(0, 5, 51)])  # tokens: [0, 1), then log bins to 1e5
+EFOLD_BINS = np.logspace(-2, 4, 61)                          # τ = −1/ln|a| in tokens, 0.01 .. 10⁴
 ONE_OVER_E = -1.0                                             # log threshold
 
 
@@ -51,6 +53,12 @@ def memory_lengths(decay: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k[:, n] = np.where(over, length - 1 - np.arange(length), steps)
         censored[:, n] = over
     return k, censored
+
+
+def efolding(decay: np.ndarray) -> np.ndarray:
+    """τ = −1/ln|a| in tokens (|a| = 1/e gives 1; |a| → 0 gives 0; |a| → 1 grows as 1/(1 − |a|))."""
+    a = np.clip(np.abs(decay).astype(np.float64), 1e-300, 1.0 - 1e-12)
+    return -1.0 / np.log(a)
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
@@ -87,14 +95,14 @@ def summarise_run(run_dir: str | Path, images: list[np.ndarray] | None = None) -
     trained = np.concatenate(list(lru_eigenvalues(nnx.state(model, nnx.Param)).values()))
     initial = np.concatenate(list(lru_eigenvalues(
         nnx.state(initial_model(cfg, run_seed(workdir, None)), nnx.Param)).values()))
-    bare = 1.0 / (1.0 - np.abs(trained))
+    tau = efolding(decay)
     return dict(
         recurrence=recurrence,
-        decay=_quantiles(decay), decay_mean=float(decay.mean()),
+        decay=_quantiles(decay), decay_mean=float(decay.mean()), efold=_quantiles(tau),
         memory=_quantiles(memory.astype(np.float64)), memory_censored=float(cens.mean()),
         lambda_abs_initial=float(np.abs(initial).mean()), lambda_abs_trained=float(np.abs(trained).mean()),
-        bare_memory_median=float(np.median(bare)),
-        decay_hist=np.histogram(decay, DECAY_BINS)[0], memory_hist=np.histogram(memory, MEMORY_BINS)[0],
+        bare_efold_median=float(np.median(efolding(np.abs(trained)))),
+        decay_hist=np.histogram(decay, DECAY_BINS)[0], efold_hist=np.histogram(tau, EFOLD_BINS)[0],
         eigen_initial=initial, eigen_trained=trained, rings=(float(cfg.rmin), float(cfg.rmax)))
 
 
@@ -108,8 +116,8 @@ def set5_lr(scale: int) -> list[np.ndarray]:
 
 def plot_rows(rows: list[dict[str, Any]], out: str | Path) -> list[Path]:
     """Three pictures, one panel per row: `decay.png` (the |λ·Mk_A| histogram pooled over the row's seeds,
-    median marked, beside the trained |λ|), `memory.png` (memory length in tokens, pooled, against the
-    bare 1/(1 − |λ|)), `eigenvalues.png` (λ in the plane, initial grey and trained coloured, with the rings).
+    median marked, beside the trained |λ|), `memory.png` (the e-folding length −1/ln|λ·Mk_A| in tokens,
+    pooled, against the bare −1/ln|λ|), `eigenvalues.png` (λ in the plane, initial grey and trained coloured, with the rings).
 
     Each row: {'name', 'runs': [summarise_run results]}."""
     from lsm_jax.studies.eigen import _plt
@@ -146,13 +154,14 @@ def plot_rows(rows: list[dict[str, Any]], out: str | Path) -> list[Path]:
                     va="center", transform=ax.transAxes)
             ax.set(title=row["name"], xticks=[], yticks=[])
             continue
-        hist = sum(r["memory_hist"] for r in row["runs"])
-        ax.stairs(hist, np.maximum(MEMORY_BINS, 0.5), fill=True, alpha=0.6, color="C2", label="memory length")
-        bare = float(np.median([r["bare_memory_median"] for r in row["runs"]]))
-        med = float(np.median([r["memory"]["median"] for r in row["runs"]]))
-        ax.axvline(bare, color="C3", lw=1.2, label=f"bare 1/(1−|λ|): {bare:.0f}")
-        ax.axvline(max(med, 0.5), color="k", ls="--", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="tokens until 1/e", title=f"{row['name']}: median {med:.0f}")
+        hist = sum(r["efold_hist"] for r in row["runs"])
+        ax.stairs(hist, EFOLD_BINS, fill=True, alpha=0.6, color="C2", label="−1/ln|λ·Mk_A|")
+        bare = float(np.median([r["bare_efold_median"] for r in row["runs"]]))
+        med = float(np.median([r["efold"]["median"] for r in row["runs"]]))
+        ax.axvline(bare, color="C3", lw=1.2, label=f"bare −1/ln|λ|: {bare:.3g}")
+        ax.axvline(med, color="k", ls="--", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="e-folding length (tokens)",
+               title=f"{row['name']}: median {med:.2g}")
         ax.legend(fontsize=7, loc="upper right")
     for ax in axes.flat[n:]:
         ax.axis("off")
