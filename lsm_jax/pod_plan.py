@@ -117,9 +117,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--infer-batch", type=int, default=0, metavar="N",
                    help="inference batch (default: one per device)")
     p.add_argument("--profile", action="store_true",
-                   help="instead of the plan table: where the training step's time goes, per op, source line and "
-                        "category, from the compiled program (roofline estimates; --topology cpu compiles and runs "
-                        "it on this machine and measures it too)")
+                   help="instead of the plan table: where the training step's time goes (and, with --infer SIZE, "
+                        "the inference forward's at that LR size; --no-train: only the forward), per op, source "
+                        "line and category, from the compiled program (roofline estimates; --topology cpu compiles "
+                        "and runs it on this machine and measures it too)")
     p.add_argument("--top", type=int, default=20, metavar="N", help="rows of --profile's op and source tables (20)")
     p.add_argument("--csv", default="", metavar="FILE", help="also write every row's fields to FILE as CSV")
     p.add_argument("--markdown", default="", metavar="FILE", help="also write the Markdown table to FILE")
@@ -165,8 +166,9 @@ def _check(args: argparse.Namespace) -> dict:
     for topo in args.topology:
         if not (args.profile and topo == "cpu"):
             pod_plan.chips.topology_chips(topo)  # the name's form; libtpu checks the rest
-    if args.profile and (args.no_train or args.fit or args.infer):
-        raise ValueError("--profile profiles the training step: it does not combine with --no-train, --fit or --infer")
+    if args.profile and args.fit:
+        raise ValueError("--profile profiles programs (the training step, --infer forwards): it does not combine "
+                         "with --fit")
     if args.top < 1:
         raise ValueError(f"--top {args.top}: must be ≥ 1")
     if args.infer_batch < 0:
@@ -215,18 +217,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def _profile(args: argparse.Namespace, opts: dict) -> int:
     """Per config, topology and training combination: the step's profile tables (`lsm_jax.pod.profile`),
-    printed; with --csv, every row of every profile."""
-    from lsm_jax.pod.profile import profile_step
+    and per --infer size the forward's (`lsm_jax.pod.forward_profile`), printed; with --csv, every row of
+    every profile."""
+    from lsm_jax.pod import forward_profile, profile
     rows = []
     for spec, topo, mesh, dtype, remat, accum in itertools.product(args.config, args.topology, opts["meshes"],
                                                                    opts["dtypes"], opts["remat"], opts["accum"]):
         base = load_config(spec, args.overrides)
-        for batch in opts["batch"] or [int(base.batch_size)]:
+        target = None if topo == "cpu" else topo
+        profiles = []
+        for batch in [] if args.no_train else opts["batch"] or [int(base.batch_size)]:
             config = combination_config(spec, batch, dtype, remat, accum, args.overrides)
             log.info("profiling %s on %s, batch %d, %s", spec, topo, batch, dtype)
-            prof = profile_step(config, None if topo == "cpu" else topo, mesh_sizes=mesh)
+            profiles.append(("train", profile.profile_step(config, target, mesh_sizes=mesh)))
+        for size in opts["infer"]:
+            net = combination_config(spec, int(base.batch_size), dtype, remat, accum, args.overrides).model
+            log.info("profiling the forward of %s on %s at %d², %s", spec, topo, size, dtype)
+            profiles.append(("forward", forward_profile.profile_forward(net, target, size, args.infer_batch)))
+        for kind, prof in profiles:
             print("\n\n".join(prof.tables(top=args.top)) + "\n")
-            rows += [{"config": spec, "topology": topo, "dtype": dtype, **r} for r in prof.rows(top=None)]
+            rows += [{"config": spec, "topology": topo, "dtype": dtype, "program_kind": kind, **r}
+                     for r in prof.rows(top=None)]
     if args.csv:
         tables.write_dict_rows(rows, args.csv)
     return 0

@@ -370,7 +370,7 @@ def test_the_csv_reads_back_as_the_rows_it_was_written_from(tmp_path):
 
 
 def test_profile_flag_prints_the_profile_tables_and_writes_every_row(monkeypatch, tmp_path, capsys):
-    from lsm_jax.pod import profile
+    from lsm_jax.pod import forward_profile, profile
 
     calls = []
 
@@ -385,17 +385,29 @@ def test_profile_flag_prints_the_profile_tables_and_writes_every_row(monkeypatch
         calls.append((int(config.batch_size), topology, tuple(mesh_sizes)))
         return FakeProfile()
 
+    def fake_profile_forward(net, topology, size, batch):
+        calls.append(("forward", int(net.upscale), topology, size, batch))
+        return FakeProfile()
+
     monkeypatch.setattr(profile, "profile_step", fake_profile_step)
+    monkeypatch.setattr(forward_profile, "profile_forward", fake_profile_forward)
     out = tmp_path / "p.csv"
     assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "cpu", "--batch", "4,8", "--profile",
                           "--top", "7", "-q", "--csv", str(out)]) == 0
     assert calls == [(4, None, (-1, 1, 1)), (8, None, (-1, 1, 1))]
     assert capsys.readouterr().out.count("| table | top 7 |") == 2
     rows = out.read_text().splitlines()
-    assert rows[0].startswith("config,topology,dtype,level") and len(rows) == 5
+    assert rows[0].startswith("config,topology,dtype,program_kind,level") and len(rows) == 5
+    assert rows[1].split(",")[3] == "train"
+    # --infer adds the forward's profile at each size; --no-train leaves only those.
+    calls.clear()
+    assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "cpu", "--profile", "--infer", "32,48",
+                          "--no-train", "--infer-batch", "2", "-q", "--csv", str(out)]) == 0
+    assert calls == [("forward", 2, None, 32, 2), ("forward", 2, None, 48, 2)]
+    assert {r.split(",")[3] for r in out.read_text().splitlines()[1:]} == {"forward"}
 
 
-@pytest.mark.parametrize("extra", [["--fit"], ["--no-train", "--infer", "64"], ["--top", "0"]])
+@pytest.mark.parametrize("extra", [["--fit"], ["--top", "0"], ["--no-train"]])
 def test_profile_refuses_what_it_cannot_combine_with(extra, capsys):
     assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "cpu", "--profile", *extra]) == 2
     err = capsys.readouterr().err.strip()

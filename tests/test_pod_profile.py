@@ -144,3 +144,21 @@ def test_the_micro_step_on_one_v5p_chip_sums_up():
     assert prof.roofline_mfu == pytest.approx(prof.flops / prof.roofline_s / 459e12)
     summary = prof.tables()[0]
     assert "**estimate:** cost-model ms" in summary and "v5p:1x1x1" in summary
+
+
+def test_the_micro_forward_on_this_cpu_is_profiled_and_measured():
+    """`forward_profile`: the inference forward of the micro model at 16², compiled and traced here; its
+    categories sum to the total and the attention, sort and scan ops of the network are found."""
+    from lsm_jax.pod.forward_profile import profile_forward
+    config = micro_config(batch_size=2)
+    prof = profile_forward(config.model, None, size=16, batch=2, steps=1, ceiling=CEILING)
+    assert prof.target == "cpu" and prof.batch == 2 and prof.program.startswith("forward x2 16² batch 2")
+    cats = {g["name"]: g for g in prof.group("category")}
+    assert {"matmul/conv", "attention", "sort/gather/scatter", "scan"} <= set(cats)
+    for field in ("roofline_s", "flops"):
+        assert sum(g[field] for g in cats.values()) == pytest.approx(getattr(prof, field), rel=1e-9)
+    assert prof.flops == pytest.approx(prof.xla_flops, rel=0.05)
+    assert prof.measured_step_s >= prof.measured_busy_s > 0
+    assert sum(o.measured_s for o in prof.ops) > 0
+    with pytest.raises(ValueError, match="batch a multiple"):
+        profile_forward(config.model, None, size=16, batch=-1)
