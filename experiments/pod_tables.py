@@ -33,7 +33,20 @@ def pod_plan_dtype(rows):
                   "**estimate:** MFU"], out)
 
 
+def _roofline_cells(r) -> list[str]:
+    ms_, mfu = num(r.get("roofline_ms")), num(r.get("roofline_mfu"))
+    if ms_ is None:
+        return ["–", "–", "–"]
+    return [fmt(ms_), fmt(r["roofline_images_per_s_per_chip"]), f"{mfu * 100:.1f} %"]
+
+
+ROOFLINE_HEADER = ["**estimate:** roofline step, ms", "**estimate:** roofline img/s/chip", "**estimate:** roofline MFU"]
+
+
 def pod_plan(rows):
+    """The plan table; the roofline columns (lsm_jax.pod.profile, an estimate beside the cost model's)
+    appear once the CSV has them (plans written before they existed have none)."""
+    roofline = any(num(r.get("roofline_ms")) is not None for r in rows)
     out = []
     for r in _pod_sorted(rows):
         ok = r["status"] == "ok"
@@ -44,10 +57,11 @@ def pod_plan(rows):
                     fmt(r["headroom_gib"]) if ok else "–", fmt(r["gflops_per_chip"]) if ok else "–",
                     r["compile_s"] and fmt(r["compile_s"]) or "–", _estimate_ms(r),
                     fmt(r["images_per_s_per_chip"]) if _estimate_ms(r) != "–" else "–",
-                    f"{mfu * 100:.1f} %" if mfu and _estimate_ms(r) != "–" else "–", note])
+                    f"{mfu * 100:.1f} %" if mfu and _estimate_ms(r) != "–" else "–",
+                    *(_roofline_cells(r) if roofline else []), note])
     return table(["kind", "variant", "topology", "batch", "batch/chip", "LR px", "status", "GiB/dev", "HBM GiB/dev",
                   "headroom GiB", "GFLOP/step/chip", "compile, s (measured)", "**estimate:** cost-model step, ms",
-                  "**estimate:** img/s/chip", "**estimate:** MFU", "note"], out)
+                  "**estimate:** img/s/chip", "**estimate:** MFU", *(ROOFLINE_HEADER if roofline else []), "note"], out)
 
 
 def profile_rows(rows, tpu: bool):

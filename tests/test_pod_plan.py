@@ -4,6 +4,7 @@ without it), checked against a CPU compile of the same step; and the command wit
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -54,10 +55,16 @@ def test_tiny_step_compiles_for_v5e_2x2_and_agrees_with_a_cpu_compile(tmp_path):
     seconds = row.cost_model_ms / 1e3
     assert seconds > 0 and row.mfu == pytest.approx(row.gflops_per_chip * 1e9 / seconds / 197e12, rel=1e-9)
     assert row.images_per_s_per_chip == pytest.approx(8 / seconds / 4, rel=1e-9)
+    # The roofline of the same program (lsm_jax.pod.profile), in columns of its own: its own time, and
+    # images/s and MFU from it the same way (FLOPs counted from the HLO, within 5 % of XLA's count).
+    roof = row.roofline_ms / 1e3
+    assert roof > 0 and row.roofline_images_per_s_per_chip == pytest.approx(8 / roof / 4, rel=1e-9)
+    assert row.roofline_mfu == pytest.approx(row.gflops_per_chip * 1e9 / roof / 197e12, rel=0.05)
     # The report: CSV and Markdown.
     tables.write_csv([row], tmp_path / "plan.csv")
     assert "v5e:2x2" in (tmp_path / "plan.csv").read_text()
     assert "| train |" in tables.markdown([row])
+    assert tables.read_csv(tmp_path / "plan.csv") == [row]
 
 
 @pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
@@ -412,3 +419,18 @@ def test_profile_refuses_what_it_cannot_combine_with(extra, capsys):
     assert plan_cli.main(["--config", "lsm_light:tiny", "--topology", "cpu", "--profile", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lsm-pod-plan: error:") and "\n" not in err
+
+
+def test_the_docs_plan_table_shows_roofline_columns_once_the_csv_has_them():
+    import csv
+
+    from experiments import pod_tables
+    with open(Path(__file__).resolve().parents[1] / "experiments/results/pod_plan.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    before = pod_tables.pod_plan(rows)
+    assert "roofline" not in before[0]
+    rows[0] = dict(rows[0], roofline_ms="12.5", roofline_images_per_s_per_chip="640", roofline_mfu="0.123")
+    after = pod_tables.pod_plan(rows)
+    assert after[0].count("**estimate:** roofline") == 3 and after[0].count("|") == before[0].count("|") + 3
+    assert sum("| 12.5 | 640 | 12.3 % |" in line for line in after[2:]) == 1
+    assert all(line.count("|") == after[0].count("|") for line in after[2:])

@@ -71,6 +71,11 @@ class PlanRow:
     cost_model_ms: float | None = None
     images_per_s_per_chip: float | None = None
     mfu: float | None = None
+    # The roofline of the same program (lsm_jax.pod.profile): Σ over ops of max(FLOPs/peak, bytes/HBM
+    # bandwidth), a lower bound for ops run one after another; it has a time where the cost model has none.
+    roofline_ms: float | None = None
+    roofline_images_per_s_per_chip: float | None = None
+    roofline_mfu: float | None = None
     compile_s: float | None = None
     collectives: str = ""
 
@@ -152,6 +157,23 @@ def _fill_from_compiled(row: PlanRow, compiled, devices: list, micro=None) -> No
         bad = micro_seconds if seconds > 0 else seconds
         row.reason = f"the TPU cost model gave no time estimate for this program (optimal_seconds={bad:.4g})"
     row.collectives = " ".join(f"{k}={v}" for k, v in collectives(compiled.as_text()).items() if v)
+    _fill_roofline(row, compiled, devices)
+
+
+def _fill_roofline(row: PlanRow, compiled, devices: list) -> None:
+    """The roofline estimate of the compiled program (`lsm_jax.pod.profile`; a loop body counts its trip
+    count, so an accumulating step is counted whole). No ceiling known for the chip: left empty."""
+    from lsm_jax.pod.ceilings import tpu_ceiling
+    from lsm_jax.pod.profile import profile_compiled
+    try:
+        ceiling = tpu_ceiling(devices)
+    except ValueError:
+        return
+    prof = profile_compiled(compiled, row.kind, row.topology, ceiling)
+    if prof.roofline_s > 0:
+        row.roofline_ms = prof.roofline_s * 1e3
+        row.roofline_images_per_s_per_chip = row.global_batch / prof.roofline_s / row.chips
+        row.roofline_mfu = prof.roofline_mfu
 
 
 def _compile(row: PlanRow, lowered_fn, devices: list, micro_fn=None) -> PlanRow:

@@ -1,7 +1,8 @@
 """Plan rows as tables: the Markdown table's columns (`COLUMNS`, and the README's narrower `COMPACT`),
 `markdown`, the CSV of every field (`write_csv`, `read_csv`) and a row's one-line summary (`brief`).
 
-The step time, images/s and MFU are the TPU cost model's estimates and are labelled so; rows whose
+The step time, images/s and MFU are estimates, the TPU cost model's and the roofline's (`lsm_jax.pod.profile`)
+in columns of their own, and are labelled so; rows whose
 devices are TensorCores (v4: libtpu lists a chip's two cores as two devices) say so in their note."""
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ COLUMNS = [("kind", "kind"), ("variant", "variant"), ("recipe", "recipe"), ("top
            ("temp_gib", "temp GiB"), ("gflops_per_chip", "GFLOP/step/chip"),
            ("cost_model_ms", "cost-model estimate (ms)"),
            ("images_per_s_per_chip", "img/s/chip (cost-model estimate)"), ("mfu", "MFU (cost-model estimate)"),
-           ("compile_s", "compile s"), ("reason", "note")]
+           ("roofline_ms", "roofline estimate (ms)"), ("roofline_images_per_s_per_chip", "img/s/chip (roofline estimate)"),
+           ("roofline_mfu", "MFU (roofline estimate)"), ("compile_s", "compile s"), ("reason", "note")]
+PERCENT = ("mfu", "roofline_mfu")
 
 # The README's narrower table (dtype, remat and accumulation stated above it instead).
 COMPACT = [c for c in COLUMNS if c[0] not in ("recipe", "mesh", "dtype", "remat", "grad_accum", "temp_gib")]
@@ -55,7 +58,7 @@ def markdown(rows: list[PlanRow], columns=COLUMNS) -> str:
         note = per_core_note(r)
         if note and note not in d["reason"]:
             d["reason"] = f"{note}; {d['reason']}" if d["reason"] else note
-        cells = [(f"{d[k]:.1%}" if k == "mfu" and d[k] is not None else _cell(d[k])) for k, _ in columns]
+        cells = [(f"{d[k]:.1%}" if k in PERCENT and d[k] is not None else _cell(d[k])) for k, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -87,7 +90,7 @@ def read_csv(path: str | Path) -> list[PlanRow]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [PlanRow(**{field.name: _typed(field, r[field.name]) for field in dataclasses.fields(PlanRow)})
+        return [PlanRow(**{field.name: _typed(field, r.get(field.name) or "") for field in dataclasses.fields(PlanRow)})
                 for r in csv.DictReader(f)]
 
 
