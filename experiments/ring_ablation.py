@@ -9,7 +9,7 @@ Writes into experiments/results/studies/ring_ablation/ (docs/study.md renders th
                                       declared baseline) and the per-run results it is rebuilt from
     bicubic.csv                       plain bicubic on the same sets (Set5 x2 files; Gray6 LR made on the fly)
     mechanism_runs.csv                per run: |λ·Mk_A| quantiles, e-folding and memory length, |λ| before/after,
-                                      margin over bicubic (lsm_jax.studies.mechanism)
+                                      margin over bicubic (lsm_jax.studies.mechanism), training time
     mechanism.csv                     per row: those figures as mean and 95 % t CI over the seeds
     decay.png, memory.png, eigenvalues.png   one panel per row, seeds pooled
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
         for result in row["results"]:
             run_dir = workdir / "runs" / row["label"] / f"seed{result['seed']}"
             summary = mech.summarise_run(run_dir)
+            timing = json.loads((run_dir / "result.json").read_text())
             runs.append(summary)
             per_run.append(dict(
                 row=name, label=row["label"], seed=result["seed"], recurrence=int(summary["recurrence"]),
@@ -108,7 +110,8 @@ def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
                 memory_p90=summary["memory"]["p90"], memory_censored=summary["memory_censored"],
                 lambda_abs_initial=summary["lambda_abs_initial"], lambda_abs_trained=summary["lambda_abs_trained"],
                 bare_efold_median=summary["bare_efold_median"],
-                **{f"{d}_margin_db": result["metrics"][f"{d}/psnr"] - bicubic_psnr[d] for d in bicubic_psnr}))
+                **{f"{d}_margin_db": result["metrics"][f"{d}/psnr"] - bicubic_psnr[d] for d in bicubic_psnr},
+                train_s=timing.get("train_s", ""), step_s=timing.get("step_s", "")))
         if runs:
             rows.append(dict(name=name, runs=runs))
     write_rows(out / "mechanism_runs.csv", [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}

@@ -110,7 +110,8 @@ def _open_effects(rows) -> list[str]:
                 zero = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
                 parts.append(f"{d} {zero}, |Δ| ≤ {max(abs(lo), abs(hi)):.2f} dB")
         if parts:
-            notes.append(f"- **{RING_ROWS.get(r['label'], r['label'])}** − baseline, 95 % CI: " + "; ".join(parts) + ".")
+            name = RING_ROWS.get(r["label"], r["label"])
+            notes.append(f"- **{name}** − baseline, 95 % CI: " + "; ".join(parts) + ".")
     return notes
 
 
