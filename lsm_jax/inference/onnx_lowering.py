@@ -103,6 +103,11 @@ class _Lowering:
             return self.run(sub, consts, ins)
         if name in ALIASES:
             return ins
+        if name == 'cond' and is_const(ins[0]):
+            # A branch fixed at export: `lax.platform_dependent` (DepthwiseConv3x3) folds its platform
+            # index on this CPU, so the graph gets the CPU form (nine multiply-adds, as before it existed).
+            branch = eqn.params['branches'][int(np.asarray(ins[0]))]
+            return self.run(branch.jaxpr, branch.consts, ins[1:])
         size = sum(int(np.prod(v.aval.shape, dtype=np.int64)) for v in eqn.outvars)
         if all(is_const(x) for x in ins) and size <= self.fold_limit and name not in ('scan', 'while'):
             try:

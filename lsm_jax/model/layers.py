@@ -137,8 +137,12 @@ class Conv(nnx.Module):
 class DepthwiseConv3x3(nnx.Module):
     """Depthwise 3×3 'same' convolution (groups = channels), kernel (3, 3, 1, C) as Flax stores it.
 
-    Computed as nine shifted multiply-adds: on XLA:CPU this is ~50× faster than a grouped
-    convolution, and it is elementwise work that fuses on accelerators too.
+    On the CPU it is nine shifted multiply-adds (XLA:CPU runs that ~50× faster than a grouped
+    convolution). Elsewhere (TPU, GPU) it is one grouped convolution (`feature_group_count` = C) at
+    HIGHEST precision, so float32 stays float32: the multiply-add form's backward writes nine full-size
+    arrays per block, which made it the largest source line of the LSM-S step's roofline on a v5p
+    (docs/pod.md). `lax.platform_dependent` picks the form when the program is lowered, so a TPU program
+    compiled on a CPU host (`lsm-pod-plan`) gets the TPU form.
     """
 
     def __init__(self, channels: int, *, names: Names = ('embed',), dtype=jnp.float32, rngs: nnx.Rngs):
@@ -149,16 +153,29 @@ class DepthwiseConv3x3(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (B, H, W, C) -> (B, H, W, C)."""
-        _, h, w, _ = x.shape
         x = x.astype(self.dtype)
         kernel = self.kernel[...].astype(self.dtype)
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        out = None
-        for dy in range(3):
-            for dx in range(3):
-                term = padded[:, dy:dy + h, dx:dx + w, :] * kernel[dy, dx, 0]
-                out = term if out is None else out + term
+        out = jax.lax.platform_dependent(x, kernel, cpu=depthwise_shifted, default=depthwise_grouped)
         return out + self.bias[...].astype(self.dtype)
+
+
+def depthwise_shifted(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x (B, H, W, C) ⋆ kernel (3, 3, 1, C), zero-padded 'same': nine shifted multiply-adds."""
+    _, h, w, _ = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = None
+    for dy in range(3):
+        for dx in range(3):
+            term = padded[:, dy:dy + h, dx:dx + w, :] * kernel[dy, dx, 0]
+            out = term if out is None else out + term
+    return out
+
+
+def depthwise_grouped(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The same as one grouped convolution (a group per channel) at HIGHEST precision."""
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=x.shape[-1], precision=jax.lax.Precision.HIGHEST)
 
 
 class GatedMLP(nnx.Module):
