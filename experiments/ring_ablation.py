@@ -48,7 +48,8 @@ def write_report(workdir: Path, out: Path) -> None:
     """The study tool's report (no eigen figures: mechanism.png's panels replace them), report.csv stamped."""
     from lsm_jax.studies import report
     report.write_report(workdir, out, plots=False)
-    write_rows(out / "report.csv", _read(out / "report.csv"))
+    for name in ("report.csv", "runs.csv"):   # stamped: machine, date, versions (the tool's own columns kept)
+        write_rows(out / name, _read(out / name))
 
 
 def check(out: Path) -> list[str]:

@@ -86,7 +86,6 @@ def test_gray6_is_bundled_and_scored_with_lr_made_on_the_fly():
     assert not {p.name for p in pairs} & set(EMBEDDED_NAMES)   # held out from the training source
 
 
-@pytest.mark.skipif(not (RESULTS / "runs.csv").is_file(), reason="the ring-ablation results are not committed")
 def test_committed_ring_ablation_report_is_rebuilt_from_its_runs():
     from experiments import ring_ablation
     assert ring_ablation.check(RESULTS) == []
