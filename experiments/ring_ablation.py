@@ -24,19 +24,10 @@ import json
 import math
 from pathlib import Path
 
-from experiments.results_csv import write_rows
+from experiments.results_csv import METADATA, write_rows
+from experiments.study_tables import RING_ROWS
 
 OUT = Path("experiments/results/studies/ring_ablation")
-# The rows' names, by the study tool's labels (the zip of configs/studies/ring_ablation.py, in order).
-ROW_NAMES = {
-    "rmin=0.9,rmax=0.99,max_phase=6.283,semantics=paper,mk_a_scale=1.0": "baseline",
-    "rmin=0.0,rmax=1.0,max_phase=6.283,semantics=paper,mk_a_scale=1.0": "wide",
-    "rmin=0.99,rmax=0.999,max_phase=0.314,semantics=paper,mk_a_scale=1.0": "slow",
-    "rmin=0.9,rmax=0.99,max_phase=0.314,semantics=paper,mk_a_scale=1.0": "small-phase",
-    "rmin=0.9,rmax=0.99,max_phase=6.283,semantics=reference,mk_a_scale=1.0": "reference",
-    "rmin=0.9,rmax=0.99,max_phase=6.283,semantics=paper,mk_a_scale=16.0": "mk_a×16",
-}
-METADATA = ("machine", "date", "jax", "jaxlib")
 
 
 def _read(path: Path) -> list[dict]:
@@ -94,7 +85,7 @@ def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
     data = collect(workdir)
     per_run, rows = [], []
     for row in data["rows"]:
-        name = ROW_NAMES.get(row["label"], row["label"])
+        name = RING_ROWS.get(row["label"], row["label"])
         runs = []
         for result in row["results"]:
             run_dir = workdir / "runs" / row["label"] / f"seed{result['seed']}"

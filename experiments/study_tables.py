@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from experiments.table_format import num, table
 
-PHASES = {"1.571": "π/2", "3.142": "π", "6.283": "2π"}
+PHASES = {"0.314": "π/10", "1.571": "π/2", "3.142": "π", "6.283": "2π"}
 
 
 def _study_ci(r, metric: str, digits: int) -> str:
@@ -58,7 +58,7 @@ def study_first_results(rows):
                   "Δ PSNR vs ★, paired by seed", "seeds"], out)
 
 
-RING_ROWS = {   # the ring ablation's row names by label (experiments/ring_ablation.py)
+RING_ROWS = {   # the ring ablation's row names, by the study tool's labels (configs/studies/ring_ablation.py's zip)
     "rmin=0.9,rmax=0.99,max_phase=6.283,semantics=paper,mk_a_scale=1.0": "baseline",
     "rmin=0.0,rmax=1.0,max_phase=6.283,semantics=paper,mk_a_scale=1.0": "wide",
     "rmin=0.99,rmax=0.999,max_phase=0.314,semantics=paper,mk_a_scale=1.0": "slow",
@@ -66,7 +66,6 @@ RING_ROWS = {   # the ring ablation's row names by label (experiments/ring_ablat
     "rmin=0.9,rmax=0.99,max_phase=6.283,semantics=reference,mk_a_scale=1.0": "reference",
     "rmin=0.9,rmax=0.99,max_phase=6.283,semantics=paper,mk_a_scale=16.0": "mk_a×16",
 }
-PHASES.update({"0.314": "π/10"})
 
 
 def _delta(r, metric: str) -> list[str]:

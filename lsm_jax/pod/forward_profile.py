@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lsm_jax.pod.ceilings import Ceiling
-from lsm_jax.pod.profile import Profile, measure, profile_compiled
+from lsm_jax.pod.profile import Profile, measure, profile_target
 
 
 def profile_forward(net_cfg, topology: str | None = None, size: int = 64, batch: int = 0, *,
@@ -28,8 +28,6 @@ def profile_forward(net_cfg, topology: str | None = None, size: int = 64, batch:
     from jax.sharding import NamedSharding, PartitionSpec as P
 
     from lsm_jax.pod import plan
-    from lsm_jax.pod.ceilings import cpu_ceiling, tpu_ceiling
-    from lsm_jax.runtime import chips
     from lsm_jax.training import sharding
     devices = plan.topology_devices(topology) if topology is not None else jax.devices("cpu")[:1]
     batch = int(batch) or len(devices)
@@ -44,13 +42,8 @@ def profile_forward(net_cfg, topology: str | None = None, size: int = 64, batch:
     shape = (batch, size, size, int(net_cfg.in_chans))
     compiled = jax.jit(fwd).lower(params, jax.ShapeDtypeStruct(shape, jnp.float32, sharding=split)).compile()
     program = program or f"forward x{net_cfg.upscale} {size}² batch {batch} {net_cfg.dtype}"
-    if topology is not None:
-        prof = profile_compiled(compiled, program, topology, ceiling or tpu_ceiling(devices))
-        prof.batch, prof.chips = batch, chips.topology_chips(topology)
-        return prof
-    prof = profile_compiled(compiled, program, "cpu", ceiling or cpu_ceiling())
-    prof.batch = batch
-    if measure_cpu:
+    prof = profile_target(compiled, program, topology, devices, batch, ceiling)
+    if topology is None and measure_cpu:
         from flax import nnx
 
         from lsm_jax.model.network import LSM

@@ -156,11 +156,12 @@ def _fill_from_compiled(row: PlanRow, compiled, devices: list, micro=None) -> No
     else:
         bad = micro_seconds if seconds > 0 else seconds
         row.reason = f"the TPU cost model gave no time estimate for this program (optimal_seconds={bad:.4g})"
-    row.collectives = " ".join(f"{k}={v}" for k, v in collectives(compiled.as_text()).items() if v)
-    _fill_roofline(row, compiled, devices)
+    text = compiled.as_text()
+    row.collectives = " ".join(f"{k}={v}" for k, v in collectives(text).items() if v)
+    _fill_roofline(row, compiled, text, devices)
 
 
-def _fill_roofline(row: PlanRow, compiled, devices: list) -> None:
+def _fill_roofline(row: PlanRow, compiled, hlo_text: str, devices: list) -> None:
     """The roofline estimate of the compiled program (`lsm_jax.pod.profile`; a loop body counts its trip
     count, so an accumulating step is counted whole). No ceiling known for the chip: left empty."""
     from lsm_jax.pod.ceilings import tpu_ceiling
@@ -169,7 +170,7 @@ def _fill_roofline(row: PlanRow, compiled, devices: list) -> None:
         ceiling = tpu_ceiling(devices)
     except ValueError:
         return
-    prof = profile_compiled(compiled, row.kind, row.topology, ceiling)
+    prof = profile_compiled(compiled, row.kind, row.topology, ceiling, hlo_text)
     if prof.roofline_s > 0:
         row.roofline_ms = prof.roofline_s * 1e3
         row.roofline_images_per_s_per_chip = row.global_batch / prof.roofline_s / row.chips

@@ -305,15 +305,30 @@ class Profile:
         return csv_rows(self, top)
 
 
-def profile_compiled(compiled, program: str, target: str, ceiling: Ceiling) -> Profile:
-    """The profile of a compiled program (estimates only)."""
-    module = parse_module(compiled.as_text())
+def profile_compiled(compiled, program: str, target: str, ceiling: Ceiling, hlo_text: str | None = None) -> Profile:
+    """The profile of a compiled program (estimates only); `hlo_text`: its `as_text()` when the caller
+    already has it (a full model's is tens of MB)."""
+    module = parse_module(compiled.as_text() if hlo_text is None else hlo_text)
     cost = _cost(compiled)
     seconds = float(cost.get("optimal_seconds", -1.0))
     return Profile(program, target, ceiling, collect_ops(module, ceiling),
                    xla_flops=float(cost["flops"]) if "flops" in cost else None,
                    xla_bytes=float(cost["bytes accessed"]) if "bytes accessed" in cost else None,
                    cost_model_s=seconds if seconds > 0 else None)
+
+
+def profile_target(compiled, program: str, topology: str | None, devices: list, batch: int,
+                   ceiling: Ceiling | None = None) -> Profile:
+    """`profile_compiled` for a program compiled for `topology` (its chips' published ceilings) or, with
+    topology=None, for this CPU (ceilings measured now); `batch` and the chip count filled in."""
+    from lsm_jax.runtime import chips
+    if topology is not None:
+        prof = profile_compiled(compiled, program, topology, ceiling or tpu_ceiling(devices))
+        prof.chips = chips.topology_chips(topology)
+    else:
+        prof = profile_compiled(compiled, program, "cpu", ceiling or cpu_ceiling())
+    prof.batch = batch
+    return prof
 
 
 def measure(prof: Profile, run, steps: int = 3) -> Profile:
@@ -339,7 +354,6 @@ def profile_step(config, topology: str | None = None, batch: int | None = None, 
     The step is `lsm_jax.training.step.build`'s, as `pod_plan` compiles it."""
     from lsm_jax.pod import plan
     from lsm_jax.pod.plan_config import tpu_config
-    from lsm_jax.runtime import chips
     from lsm_jax.training import sharding
     from lsm_jax.training.state import abstract_like
     from lsm_jax.training.step import build, check_config
@@ -359,13 +373,8 @@ def profile_step(config, topology: str | None = None, batch: int | None = None, 
     abstract_batch = {k: jax.ShapeDtypeStruct(v, jnp.float32, sharding=parts.batch_sharding) for k, v in shapes.items()}
     compiled = parts.step.lower(abstract_like(parts.abstract_state, parts.state_shardings), abstract_batch).compile()
     program = program or f"train {config.get('variant', '')}:{config.get('recipe', '')} batch {b}"
-    if topology is not None:
-        prof = profile_compiled(compiled, program, topology, ceiling or tpu_ceiling(devices))
-        prof.batch, prof.chips = b, chips.topology_chips(topology)
-        return prof
-    prof = profile_compiled(compiled, program, "cpu", ceiling or cpu_ceiling())
-    prof.batch = b
-    if measure_cpu:
+    prof = profile_target(compiled, program, topology, devices, b, ceiling)
+    if topology is None and measure_cpu:
         keys = jax.random.split(jax.random.key(0), 2)
         data = {k: jax.device_put(jax.random.uniform(key, v, jnp.float32), parts.batch_sharding)
                 for key, (k, v) in zip(keys, shapes.items())}

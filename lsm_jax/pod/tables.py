@@ -21,7 +21,8 @@ COLUMNS = [("kind", "kind"), ("variant", "variant"), ("recipe", "recipe"), ("top
            ("temp_gib", "temp GiB"), ("gflops_per_chip", "GFLOP/step/chip"),
            ("cost_model_ms", "cost-model estimate (ms)"),
            ("images_per_s_per_chip", "img/s/chip (cost-model estimate)"), ("mfu", "MFU (cost-model estimate)"),
-           ("roofline_ms", "roofline estimate (ms)"), ("roofline_images_per_s_per_chip", "img/s/chip (roofline estimate)"),
+           ("roofline_ms", "roofline estimate (ms)"),
+           ("roofline_images_per_s_per_chip", "img/s/chip (roofline estimate)"),
            ("roofline_mfu", "MFU (roofline estimate)"), ("compile_s", "compile s"), ("reason", "note")]
 PERCENT = ("mfu", "roofline_mfu")
 

@@ -117,76 +117,73 @@ def set5_lr(scale: int) -> list[np.ndarray]:
 def plot_rows(rows: list[dict[str, Any]], out: str | Path) -> list[Path]:
     """Three pictures, one panel per row: `decay.png` (the |λ·Mk_A| histogram pooled over the row's seeds,
     median marked, beside the trained |λ|), `memory.png` (the e-folding length −1/ln|λ·Mk_A| in tokens,
-    pooled, against the bare −1/ln|λ|), `eigenvalues.png` (λ in the plane, initial grey and trained coloured, with the rings).
+    pooled, against the bare −1/ln|λ|), `eigenvalues.png` (λ in the plane, initial grey and trained
+    coloured, with the rings).
 
     Each row: {'name', 'runs': [summarise_run results]}."""
-    from lsm_jax.studies.eigen import _plt
-    plt = _plt()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n = len(rows)
-    cols = min(n, 3)
-    grid = dict(nrows=math.ceil(n / cols), ncols=cols, squeeze=False)
-    written = []
+    pictures = [("decay.png", _decay_panel, (4.2, 3.0), "upper center"),
+                ("memory.png", _memory_panel, (4.2, 3.0), None),
+                ("eigenvalues.png", _eigen_panel, (3.4, 3.4), "lower left")]
+    return [_draw(rows, panel, size, legend, out / name) for name, panel, size, legend in pictures]
 
-    fig, axes = plt.subplots(figsize=(4.2 * cols, 3.0 * grid["nrows"]), **grid)
+
+def _draw(rows: list[dict[str, Any]], panel, size: tuple[float, float], legend: str | None, path: Path) -> Path:
+    """One figure: `panel(ax, row)` per row on a grid of up to 3 columns, spare axes hidden, the first
+    panel's legend at `legend` (None: the panels draw their own)."""
+    from lsm_jax.studies.eigen import _plt
+    plt = _plt()
+    cols = min(len(rows), 3)
+    nrows = math.ceil(len(rows) / cols)
+    fig, axes = plt.subplots(nrows=nrows, ncols=cols, squeeze=False, figsize=(size[0] * cols, size[1] * nrows))
     for ax, row in zip(axes.flat, rows):
-        hist = sum(r["decay_hist"] for r in row["runs"])
-        ax.stairs(hist, DECAY_BINS, fill=True, alpha=0.6, color="C0", label="|λ·Mk_A| (decay applied)")
-        lam = np.concatenate([np.abs(r["eigen_trained"]) for r in row["runs"]])
-        ax.hist(lam, bins=DECAY_BINS, weights=np.full(lam.shape, hist.sum() / max(lam.size, 1)), histtype="step",
-                color="C3", lw=1.2, label="|λ| trained (bare)")
-        med = float(np.median([r["decay"]["median"] for r in row["runs"]]))
-        ax.axvline(med, color="k", ls="--", lw=0.8)
-        ax.set(yscale="log", xlim=(0, 1), xlabel="per-token decay", title=f"{row['name']}: median {med:.3f}")
-    for ax in axes.flat[n:]:
+        panel(ax, row)
+    for ax in axes.flat[len(rows):]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=7, loc="upper center")
+    if legend:
+        axes[0][0].legend(fontsize=7, loc=legend)
     fig.tight_layout()
-    written.append(out / "decay.png")
-    fig.savefig(written[-1], dpi=80)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
+    return path
 
-    fig, axes = plt.subplots(figsize=(4.2 * cols, 3.0 * grid["nrows"]), **grid)
-    for ax, row in zip(axes.flat, rows):
-        if not row["runs"][0]["recurrence"]:
-            ax.text(0.5, 0.5, "no recurrence at batch 1\n(the scan runs over the batch)", ha="center",
-                    va="center", transform=ax.transAxes)
-            ax.set(title=row["name"], xticks=[], yticks=[])
-            continue
-        hist = sum(r["efold_hist"] for r in row["runs"])
-        ax.stairs(hist, EFOLD_BINS, fill=True, alpha=0.6, color="C2", label="−1/ln|λ·Mk_A|")
-        bare = float(np.median([r["bare_efold_median"] for r in row["runs"]]))
-        med = float(np.median([r["efold"]["median"] for r in row["runs"]]))
-        ax.axvline(bare, color="C3", lw=1.2, label=f"bare −1/ln|λ|: {bare:.3g}")
-        ax.axvline(med, color="k", ls="--", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="e-folding length (tokens)",
-               title=f"{row['name']}: median {med:.2g}")
-        ax.legend(fontsize=7, loc="upper right")
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    written.append(out / "memory.png")
-    fig.savefig(written[-1], dpi=80)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(figsize=(3.4 * cols, 3.4 * grid["nrows"]), **grid)
+def _decay_panel(ax, row: dict[str, Any]) -> None:
+    hist = sum(r["decay_hist"] for r in row["runs"])
+    ax.stairs(hist, DECAY_BINS, fill=True, alpha=0.6, color="C0", label="|λ·Mk_A| (decay applied)")
+    lam = np.concatenate([np.abs(r["eigen_trained"]) for r in row["runs"]])
+    ax.hist(lam, bins=DECAY_BINS, weights=np.full(lam.shape, hist.sum() / max(lam.size, 1)), histtype="step",
+            color="C3", lw=1.2, label="|λ| trained (bare)")
+    med = float(np.median([r["decay"]["median"] for r in row["runs"]]))
+    ax.axvline(med, color="k", ls="--", lw=0.8)
+    ax.set(yscale="log", xlim=(0, 1), xlabel="per-token decay", title=f"{row['name']}: median {med:.3f}")
+
+
+def _memory_panel(ax, row: dict[str, Any]) -> None:
+    if not row["runs"][0]["recurrence"]:
+        ax.text(0.5, 0.5, "no recurrence at batch 1\n(the scan runs over the batch)", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set(title=row["name"], xticks=[], yticks=[])
+        return
+    hist = sum(r["efold_hist"] for r in row["runs"])
+    ax.stairs(hist, EFOLD_BINS, fill=True, alpha=0.6, color="C2", label="−1/ln|λ·Mk_A|")
+    bare = float(np.median([r["bare_efold_median"] for r in row["runs"]]))
+    med = float(np.median([r["efold"]["median"] for r in row["runs"]]))
+    ax.axvline(bare, color="C3", lw=1.2, label=f"bare −1/ln|λ|: {bare:.3g}")
+    ax.axvline(med, color="k", ls="--", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="e-folding length (tokens)", title=f"{row['name']}: median {med:.2g}")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def _eigen_panel(ax, row: dict[str, Any]) -> None:
     t = np.linspace(0, 2 * np.pi, 300)
-    for ax, row in zip(axes.flat, rows):
-        ax.plot(np.cos(t), np.sin(t), color="k", lw=0.7)
-        for r in row["runs"][0]["rings"]:
-            ax.plot(r * np.cos(t), r * np.sin(t), color="gray", ls="--", lw=0.7)
-        ini = np.concatenate([r["eigen_initial"] for r in row["runs"]])
-        tra = np.concatenate([r["eigen_trained"] for r in row["runs"]])
-        ax.scatter(ini.real, ini.imag, s=8, color="0.6", label="initial")
-        ax.scatter(tra.real, tra.imag, s=8, color="C1", label="trained")
-        ax.set_aspect("equal")
-        ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), title=row["name"], xticks=[-1, 0, 1], yticks=[-1, 0, 1])
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    written.append(out / "eigenvalues.png")
-    fig.savefig(written[-1], dpi=80)
-    plt.close(fig)
-    return written
+    ax.plot(np.cos(t), np.sin(t), color="k", lw=0.7)
+    for r in row["runs"][0]["rings"]:
+        ax.plot(r * np.cos(t), r * np.sin(t), color="gray", ls="--", lw=0.7)
+    ini = np.concatenate([r["eigen_initial"] for r in row["runs"]])
+    tra = np.concatenate([r["eigen_trained"] for r in row["runs"]])
+    ax.scatter(ini.real, ini.imag, s=8, color="0.6", label="initial")
+    ax.scatter(tra.real, tra.imag, s=8, color="C1", label="trained")
+    ax.set_aspect("equal")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), title=row["name"], xticks=[-1, 0, 1], yticks=[-1, 0, 1])
