@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 from experiments.results_csv import METADATA, write_rows
@@ -136,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     if args.workdir is None:
         parser.error("--workdir is required (the study's workdir), unless --check")
-    write_report(args.workdir, args.output)
-    mechanism(args.workdir, args.output, bicubic(args.output))
+    try:
+        write_report(args.workdir, args.output)
+        mechanism(args.workdir, args.output, bicubic(args.output))
+    except (FileNotFoundError, ValueError) as err:   # not a study folder, a study without runs, ...
+        print(f"experiments.ring_ablation: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}")
     return 0
 
