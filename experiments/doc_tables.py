@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from experiments.pod_tables import pod_plan, pod_plan_dtype, profile_categories, profile_rows, profile_top
+from experiments.pod_tables import (pod_plan, pod_plan_dtype, profile_before_after, profile_categories,  # noqa: F401
+                                    profile_rows, profile_top)
 from experiments.study_tables import (study_first_results, study_report, study_ring_ablation,  # noqa: F401
                                       study_ring_bicubic, study_ring_mechanism)
 from experiments.table_format import num, fmt, ms, spread, ratio, table, where, one, distinct
@@ -256,11 +257,13 @@ def compile_cache(rows):
 
 
 TABLES: dict[str, Table] = {
-    "profile_tpu": Table("profile_step.csv", lambda rows: profile_categories(rows, True),
-                         lambda rows: profile_rows(rows, True)),
-    "profile_cpu": Table("profile_step.csv", lambda rows: profile_categories(rows, False),
-                         lambda rows: profile_rows(rows, False)),
-    "profile_top": Table("profile_step.csv", profile_top, lambda rows: profile_rows(rows, True)),
+    "profile_tpu": Table("profile_step.csv", lambda rows: profile_before_after(rows, "v5p:1x1x1"),
+                         lambda rows: [r for r in rows if r["target"] == "v5p:1x1x1"]),
+    "profile_v5e16": Table("profile_step.csv", lambda rows: profile_before_after(rows, "v5e:4x4"),
+                           lambda rows: [r for r in rows if r["target"] == "v5e:4x4"]),
+    "profile_cpu": Table("profile_step.csv", lambda rows: profile_categories(rows, "cpu"),
+                         lambda rows: profile_rows(rows, "cpu")),
+    "profile_top": Table("profile_step.csv", profile_top, lambda rows: profile_rows(rows, "v5p:1x1x1")),
     "scan_cpu": Table("scan_cpu.csv", scan_cpu, lambda rows: where(rows, **SCAN_POINT) + where(rows, kind="memory")),
     "scan_auto": Table("scan_cpu.csv", scan_auto, lambda rows: where(rows, kind="scan")),
     "scan_model": Table("scan_model_cpu.csv", scan_model),
@@ -291,5 +294,7 @@ TABLES: dict[str, Table] = {
     "study_ring_ablation": Table("studies/ring_ablation/report.csv", study_ring_ablation),
     "study_ring_mechanism": Table("studies/ring_ablation/mechanism.csv", study_ring_mechanism),
     "study_ring_bicubic": Table("studies/ring_ablation/bicubic.csv", study_ring_bicubic),
+    "study_ring_ablation_1600": Table("studies/ring_ablation_1600/report.csv", study_ring_ablation),
+    "study_ring_mechanism_1600": Table("studies/ring_ablation_1600/mechanism.csv", study_ring_mechanism),
     "pod_plan": Table("pod_plan.csv", pod_plan),
 }

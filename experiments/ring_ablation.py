@@ -1,19 +1,26 @@
-r"""The committed files of the ring-ablation study (configs/studies/ring_ablation.py), from its workdir.
+r"""The committed ring-ablation study (configs/studies/ring_ablation.py): its runs, table, mechanism and pictures.
 
-    lsm-study --config studies/ring_ablation --workdir studies/ring_ablation     # the 30 runs
-    python -m experiments.ring_ablation --workdir studies/ring_ablation
+    lsm-study --config studies/ring_ablation --workdir WORK [--run-index K --num-runs 5]   # train runs
+    python -m experiments.ring_ablation --workdir WORK        # harvest WORK's finished runs, rebuild all
+    python -m experiments.ring_ablation                       # rebuild all from the committed runs alone
+    python -m experiments.ring_ablation --check               # the committed tables match the runs?
 
-Writes into experiments/results/studies/ring_ablation/ (docs/study.md renders them):
+experiments/results/studies/ring_ablation/ is itself a study folder (`lsm-study report` reads it): the
+study's study.json and, per finished run, `runs/<label>/seed<k>/result.json` (the study tool's result:
+metrics, config, seed, versions, training time) and `mechanism.json` (lsm_jax.studies.mechanism's
+figures of the trained weights on Set5, computed once when the run is harvested). The trained weights stay
+in WORK, so a study can be finished across machines and sessions: run the missing seeds in any WORK
+(`--run-index K --num-runs 5` trains seed K of every row) and harvest them. From the runs alone it writes:
 
     report.md, report.csv, runs.csv   the study tool's table (mean, 95 % CI, Δ paired by seed vs the
-                                      declared baseline) and the per-run results it is rebuilt from
+                                      declared baseline) and the per-run table it is rebuilt from
     bicubic.csv                       plain bicubic on the same sets (Set5 x2 files; Gray6 LR made on the fly)
     mechanism_runs.csv                per run: |λ·Mk_A| quantiles, e-folding and memory length, |λ| before/after,
-                                      margin over bicubic (lsm_jax.studies.mechanism), training time
+                                      margin over bicubic, training time
     mechanism.csv                     per row: those figures as mean and 95 % t CI over the seeds
     decay.png, memory.png, eigenvalues.png   one panel per row, seeds pooled
 
-`--check` rebuilds report.md and report.csv from the committed runs.csv alone and compares.
+`--check` compares the committed report and mechanism tables with the ones rebuilt from the runs.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -36,25 +44,74 @@ def _read(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def write_report(workdir: Path, out: Path) -> None:
-    """The study tool's report (no eigen figures: mechanism.png's panels replace them), report.csv stamped."""
+def _write_text(path: Path, text: str) -> None:
+    """Whole or not at all: a temporary file beside `path`, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def harvest(workdir: Path, out: Path) -> list[str]:
+    """Copies WORK's finished runs into the committed study folder, each with its mechanism.json (computed
+    here from the run's export/latest). A run already committed with the same result.json is skipped;
+    WORK must be the same study (its study.json equal to the committed one). Returns the runs added."""
+    from lsm_jax.runtime import compile_cache
+    from lsm_jax.studies import mechanism as mech
+    spec = json.loads((workdir / "study.json").read_text())
+    if (out / "study.json").exists() and json.loads((out / "study.json").read_text()) != spec:
+        raise ValueError(f"{workdir / 'study.json'}: another study than {out / 'study.json'} (steps, rows or "
+                         f"data differ); harvest into another folder with -o")
+    compile_cache.configure()
+    _write_text(out / "study.json", (workdir / "study.json").read_text())
+    added = []
+    for result_path in sorted(workdir.glob("runs/*/seed*/result.json")):
+        run_dir = result_path.parent
+        dest = out / run_dir.relative_to(workdir)
+        result = json.loads(result_path.read_text())
+        if (dest / "mechanism.json").exists() and (dest / "result.json").exists() \
+                and json.loads((dest / "result.json").read_text()) == result:
+            continue
+        summary = mech.summary_to_json(mech.summarise_run(run_dir))
+        _write_text(dest / "mechanism.json", json.dumps(summary, indent=1) + "\n")
+        _write_text(dest / "result.json", result_path.read_text())   # last: a run counts once both are whole
+        added.append(f"{run_dir.parent.name}/{run_dir.name}")
+    return added
+
+
+def write_report(out: Path) -> None:
+    """The study tool's report of the committed runs (no eigen figures: the mechanism pictures replace
+    them); report.csv and runs.csv stamped (machine, date, versions; the tool's own columns kept)."""
     from lsm_jax.studies import report
-    report.write_report(workdir, out, plots=False)
-    for name in ("report.csv", "runs.csv"):   # stamped: machine, date, versions (the tool's own columns kept)
+    report.write_report(out, out, plots=False)
+    for name in ("report.csv", "runs.csv"):
         write_rows(out / name, _read(out / name))
 
 
+def _unstamped(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in METADATA} for r in _read(path)]
+
+
 def check(out: Path) -> list[str]:
-    """Differences between the committed report and the one rebuilt from runs.csv alone (empty: equal)."""
+    """Differences between the committed tables and the ones rebuilt from the committed runs (empty: equal):
+    report.md and report.csv from runs.csv, runs.csv from the result.json files, and the mechanism tables
+    from the mechanism.json files."""
     from lsm_jax.studies import report
     data = report.table_from_runs(out / "runs.csv")
     problems = []
     if report.markdown(data) != (out / "report.md").read_text():
         problems.append(f"{out / 'report.md'}: differs from the table rebuilt from runs.csv")
-    committed = [{k: v for k, v in r.items() if k not in METADATA} for r in _read(out / "report.csv")]
-    rebuilt = list(csv.DictReader(report.csv_text(data).splitlines()))
-    if committed != rebuilt:
+    if _unstamped(out / "report.csv") != list(csv.DictReader(report.csv_text(data).splitlines())):
         problems.append(f"{out / 'report.csv'}: differs from the table rebuilt from runs.csv")
+    runs = report.collect(out)
+    if _unstamped(out / "runs.csv") != list(csv.DictReader(
+            report.runs_csv_text(runs["spec"], runs["keys"], runs["records"]).splitlines())):
+        problems.append(f"{out / 'runs.csv'}: differs from the runs' result.json files")
+    bicubic_psnr = {r["dataset"]: float(r["psnr"]) for r in _read(out / "bicubic.csv")}
+    per_run, per_row, _ = mechanism_tables(out, bicubic_psnr)
+    for name, rows in (("mechanism_runs.csv", per_run), ("mechanism.csv", per_row)):
+        if _unstamped(out / name) != [{k: str(v) for k, v in r.items()} for r in rows]:
+            problems.append(f"{out / name}: differs from the runs' mechanism.json files")
     return problems
 
 
@@ -77,21 +134,23 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     return s.mean, s.lo, s.hi
 
 
-def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
-    """Per run and per row: the decay, memory and eigenvalue figures, and the margin over bicubic."""
-    from lsm_jax.runtime import compile_cache
+def _cells(row: dict) -> dict:
+    return {k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else ("" if isinstance(v, float) else v))
+            for k, v in row.items()}
+
+
+def mechanism_tables(out: Path, bicubic_psnr: dict[str, float]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(per-run rows, per-row rows, picture rows) from the committed runs' result.json and mechanism.json."""
     from lsm_jax.studies import mechanism as mech
     from lsm_jax.studies.report import collect
-    compile_cache.configure()
-    data = collect(workdir)
-    per_run, rows = [], []
-    for row in data["rows"]:
+    per_run, pictures = [], []
+    for row in collect(out)["rows"]:
         name = RING_ROWS.get(row["label"], row["label"])
         runs = []
         for result in row["results"]:
-            run_dir = workdir / "runs" / row["label"] / f"seed{result['seed']}"
-            summary = mech.summarise_run(run_dir)
-            timing = json.loads((run_dir / "result.json").read_text())
+            run_dir = out / "runs" / row["label"] / f"seed{result['seed']}"
+            summary = mech.summary_from_json(json.loads((run_dir / "mechanism.json").read_text()))
+            timing = json.loads((run_dir / "result.json").read_text())   # the record drops the training time
             runs.append(summary)
             per_run.append(dict(
                 row=name, label=row["label"], seed=result["seed"], recurrence=int(summary["recurrence"]),
@@ -106,40 +165,52 @@ def mechanism(workdir: Path, out: Path, bicubic_psnr: dict[str, float]) -> None:
                 **{f"{d}_margin_db": result["metrics"][f"{d}/psnr"] - bicubic_psnr[d] for d in bicubic_psnr},
                 train_s=timing.get("train_s", ""), step_s=timing.get("step_s", "")))
         if runs:
-            rows.append(dict(name=name, runs=runs))
-    write_rows(out / "mechanism_runs.csv", [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                            for r in per_run])
-    summary_rows = []
-    for row in rows:
+            pictures.append(dict(name=name, runs=runs))
+    per_row = []
+    for row in pictures:
         mine = [r for r in per_run if r["row"] == row["name"]]
         out_row = dict(row=row["name"], seeds=len(mine), recurrence=mine[0]["recurrence"])
         for key in ("decay_median", "efold_median", "memory_median", "memory_censored", "lambda_abs_initial",
                     "lambda_abs_trained", "bare_efold_median", "Set5_margin_db", "Gray6_margin_db"):
             mean, lo, hi = _mean_ci([r[key] for r in mine])
             out_row.update({f"{key}_mean": mean, f"{key}_ci_lo": lo, f"{key}_ci_hi": hi})
+        train = [float(r["train_s"]) for r in mine if r["train_s"] != ""]
+        out_row["train_s_mean"] = sum(train) / len(train) if train else math.nan
+        out_row["train_s_total"] = sum(train) if train else math.nan
         out_row["Set5_margin_db_min"] = min(r["Set5_margin_db"] for r in mine)
         out_row["Gray6_margin_db_min"] = min(r["Gray6_margin_db"] for r in mine)
-        summary_rows.append({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else
-                                 ("" if isinstance(v, float) else v)) for k, v in out_row.items()})
-    write_rows(out / "mechanism.csv", summary_rows)
-    mech.plot_rows(rows, out)
+        per_row.append(out_row)
+    return [_cells(r) for r in per_run], [_cells(r) for r in per_row], pictures
+
+
+def mechanism(out: Path, bicubic_psnr: dict[str, float]) -> None:
+    """Per run and per row: the decay, memory and eigenvalue figures and the margin over bicubic; pictures."""
+    from lsm_jax.studies import mechanism as mech
+    per_run, per_row, pictures = mechanism_tables(out, bicubic_psnr)
+    write_rows(out / "mechanism_runs.csv", per_run)
+    write_rows(out / "mechanism.csv", per_row)
+    mech.plot_rows(pictures, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, help="the study's workdir (lsm-study --workdir)")
+    parser.add_argument("--workdir", type=Path, action="append", default=[],
+                        help="a workdir of this study (lsm-study --workdir) whose finished runs to add; repeatable")
     parser.add_argument("-o", "--output", type=Path, default=OUT, help=f"results folder (default: {OUT})")
-    parser.add_argument("--check", action="store_true", help="only compare the committed report with runs.csv")
+    parser.add_argument("--check", action="store_true", help="only compare the committed tables with the runs")
     args = parser.parse_args(argv)
     if args.check:
         problems = check(args.output)
-        print("\n".join(problems) or f"{args.output}: report.md and report.csv match runs.csv")
+        print("\n".join(problems) or f"{args.output}: the tables match the committed runs")
         return 1 if problems else 0
-    if args.workdir is None:
-        parser.error("--workdir is required (the study's workdir), unless --check")
     try:
-        write_report(args.workdir, args.output)
-        mechanism(args.workdir, args.output, bicubic(args.output))
+        for workdir in args.workdir:
+            added = harvest(workdir, args.output)
+            print(f"{workdir}: {len(added)} run(s) added" + "".join(f"\n  {a}" for a in added))
+        if not (args.output / "study.json").exists():
+            raise FileNotFoundError(f"{args.output / 'study.json'}: no study harvested yet (give --workdir)")
+        write_report(args.output)
+        mechanism(args.output, bicubic(args.output))
     except (FileNotFoundError, ValueError) as err:   # not a study folder, a study without runs, ...
         print(f"experiments.ring_ablation: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
 """The ring-ablation study's pieces: the `mk_a_scale` variant of the decay, the memory length computed
-from a decay sequence, the bundled held-out Gray6 set, and the committed results rebuilt from runs.csv."""
+from a decay sequence, the bundled held-out Gray6 set, harvesting a workdir's runs into the committed
+study folder, and the committed tables rebuilt from the committed runs."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from lsm_jax.model.network import LSM, capture
 from lsm_jax.model.variants import network_config
 from lsm_jax.studies.mechanism import efolding, memory_lengths
 
-RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results" / "studies" / "ring_ablation"
+STUDIES = Path(__file__).resolve().parents[1] / "experiments" / "results" / "studies"
+RESULTS = STUDIES / "ring_ablation"
 
 
 def test_memory_length_of_a_constant_decay_by_hand():
@@ -86,6 +89,70 @@ def test_gray6_is_bundled_and_scored_with_lr_made_on_the_fly():
     assert not {p.name for p in pairs} & set(EMBEDDED_NAMES)   # held out from the training source
 
 
-def test_committed_ring_ablation_report_is_rebuilt_from_its_runs():
+@pytest.mark.parametrize("folder", ["ring_ablation", "ring_ablation_1600"])
+def test_committed_ring_ablation_tables_are_rebuilt_from_its_runs(folder):
     from experiments import ring_ablation
-    assert ring_ablation.check(RESULTS) == []
+    assert ring_ablation.check(STUDIES / folder) == []
+
+
+def test_check_notices_a_changed_mechanism_file(tmp_path):
+    import shutil
+    from experiments import ring_ablation
+    out = shutil.copytree(STUDIES / "ring_ablation_1600", tmp_path / "study")
+    path = sorted(out.glob("runs/*/seed0/mechanism.json"))[0]
+    data = json.loads(path.read_text())
+    data["decay"]["median"] *= 1.5
+    path.write_text(json.dumps(data))
+    assert ring_ablation.check(out) == [f"{out / 'mechanism_runs.csv'}: differs from the runs' mechanism.json files",
+                                        f"{out / 'mechanism.csv'}: differs from the runs' mechanism.json files"]
+
+
+def _summary(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return dict(recurrence=True, decay=dict(p10=0.01, median=0.05, p90=0.2), decay_mean=0.07,
+                efold=dict(p10=0.2, median=0.3, p90=0.6), memory=dict(p10=1.0, median=1.0, p90=2.0),
+                memory_censored=0.0, lambda_abs_initial=0.95, lambda_abs_trained=0.951, bare_efold_median=20.0,
+                decay_hist=rng.integers(0, 9, 100), efold_hist=rng.integers(0, 9, 60),
+                eigen_initial=(rng.random(8) + 1j * rng.random(8)).astype(np.complex64),
+                eigen_trained=(rng.random(8) + 1j * rng.random(8)).astype(np.complex64), rings=(0.9, 0.99))
+
+
+def test_mechanism_summary_survives_json():
+    from lsm_jax.studies.mechanism import summary_from_json, summary_to_json
+    summary = _summary(0)
+    back = summary_from_json(json.loads(json.dumps(summary_to_json(summary))))
+    for key, value in summary.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(back[key], value)
+        else:
+            assert back[key] == value
+
+
+def _workdir(path: Path, steps: int, seeds: list[int]) -> Path:
+    label = "rmin=0.9"
+    (path / "runs" / label).mkdir(parents=True)
+    (path / "study.json").write_text(json.dumps(dict(config="c", zip=["model.rmin=0.9"], sweep=[], seeds=2,
+                                                     set=[], steps=steps, data=[], baseline=None)))
+    for seed in seeds:
+        run = path / "runs" / label / f"seed{seed}"
+        run.mkdir()
+        (run / "result.json").write_text(json.dumps(dict(label=label, seed=seed, status="done",
+                                                         metrics={"Set5/psnr": 35.0 + seed})))
+    return path
+
+
+def test_harvest_adds_each_finished_run_once_and_refuses_another_study(tmp_path, monkeypatch):
+    from experiments import ring_ablation
+    from lsm_jax.studies import mechanism
+    calls = []
+    monkeypatch.setattr(mechanism, "summarise_run", lambda run_dir: calls.append(run_dir) or _summary(len(calls)))
+    out = tmp_path / "out"
+    assert ring_ablation.harvest(_workdir(tmp_path / "a", 2400, [0]), out) == ["rmin=0.9/seed0"]
+    assert ring_ablation.harvest(_workdir(tmp_path / "b", 2400, [0, 1]), out) == ["rmin=0.9/seed1"]
+    assert len(calls) == 2   # seed 0 was already there with the same result
+    run = out / "runs" / "rmin=0.9" / "seed1"
+    assert json.loads((run / "result.json").read_text())["metrics"] == {"Set5/psnr": 36.0}
+    assert json.loads((run / "mechanism.json").read_text())["decay"]["median"] == 0.05
+    assert not list(out.rglob("*.tmp"))
+    with pytest.raises(ValueError, match="another study"):
+        ring_ablation.harvest(_workdir(tmp_path / "c", 1600, [0]), out)

@@ -106,6 +106,29 @@ def summarise_run(run_dir: str | Path, images: list[np.ndarray] | None = None) -
         eigen_initial=initial, eigen_trained=trained, rings=(float(cfg.rmin), float(cfg.rmax)))
 
 
+_ARRAYS = ("decay_hist", "efold_hist")
+_COMPLEX = ("eigen_initial", "eigen_trained")
+
+
+def summary_to_json(summary: dict[str, Any]) -> dict[str, Any]:
+    """`summarise_run`'s result as JSON-ready values (complex arrays as {'re', 'im'} lists), so that a
+    study's per-run mechanism files can be committed and pictured again without the trained weights."""
+    out = dict(summary)
+    out.update({k: np.asarray(summary[k]).tolist() for k in _ARRAYS})
+    out.update({k: dict(re=np.real(summary[k]).tolist(), im=np.imag(summary[k]).tolist()) for k in _COMPLEX})
+    out["rings"] = list(summary["rings"])
+    return out
+
+
+def summary_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `summary_to_json`."""
+    out = dict(data)
+    out.update({k: np.asarray(data[k], np.int64) for k in _ARRAYS})
+    out.update({k: np.asarray(data[k]["re"]) + 1j * np.asarray(data[k]["im"]) for k in _COMPLEX})
+    out["rings"] = tuple(data["rings"])
+    return out
+
+
 def set5_lr(scale: int) -> list[np.ndarray]:
     """The bundled Set5 LR images at `scale` as float32 (H, W, 3) in [0, 1]."""
     from lsm_jax.data.image_io import list_images, read_rgb8
