@@ -53,9 +53,9 @@ def case_config(variant: str, batch: int, patch: int, semantics: str, dtype: str
     return load_config(f"{variant}:x2_scratch", overrides)
 
 
-def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, remat: bool) -> dict:
-    """Times one case in this process."""
-    import jax
+def compile_case(name: str, semantics: str, dtype: str, scan_impl: str = "", remat: bool = False):
+    """The case's compiled step, its initial state and synthetic batch: (compiled, state, batch, config,
+    compile_s)."""
     import numpy as np
 
     from lsm_jax.training import sharding, step as train_step
@@ -72,27 +72,48 @@ def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, 
     batch_arrays = sharding.global_batch(local, mesh)
     t0 = time.perf_counter()
     compiled = parts.step.lower(state, batch_arrays).compile()
-    compile_s = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
-    compiled_bytes = None
-    if mem is not None:
-        compiled_bytes = int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-                             - mem.alias_size_in_bytes)
-    state, metrics = compiled(state, batch_arrays)  # one untimed step: first-run allocations
-    jax.block_until_ready(metrics)
+    return compiled, state, batch_arrays, config, time.perf_counter() - t0
+
+
+def time_steps(compiled, state, batch_arrays, steps: int):
+    """`steps` timed steps (seconds each) and the state after them."""
+    import jax
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         state, metrics = compiled(state, batch_arrays)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
+    return times, state
+
+
+def step_gflop(compiled) -> float:
+    """The compiled step's FLOPs (XLA's cost analysis), in GFLOP."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", float("nan"))) / 1e9
+
+
+def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, remat: bool) -> dict:
+    """Times one case in this process."""
+    import jax
+    import numpy as np
+
+    variant, batch, patch = CASES[name]
+    compiled, state, batch_arrays, config, compile_s = compile_case(name, semantics, dtype, scan_impl, remat)
+    s = int(config.model.upscale)
+    mem = compiled.memory_analysis()
+    compiled_bytes = None
+    if mem is not None:
+        compiled_bytes = int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+                             - mem.alias_size_in_bytes)
+    _, state = time_steps(compiled, state, batch_arrays, 1)   # one untimed step: first-run allocations
+    times, state = time_steps(compiled, state, batch_arrays, steps)
     stats = jax.local_devices()[0].memory_stats() or {}
     step_s = float(np.median(times))
     # Baseline measured in the same run: this device's large-matmul speed gives the step's floor.
     from experiments.bench_inference import matmul_gflops
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    gflop = float((cost or {}).get("flops", float("nan"))) / 1e9
+    gflop = step_gflop(compiled)
     baseline = matmul_gflops(jax.devices()[0])[0]
     return dict(case=name, model=variant, scale=s, batch=batch, patch=patch, semantics=semantics, dtype=dtype,
                 scan_impl=config.model.scan.impl, remat=remat, devices=jax.device_count(),

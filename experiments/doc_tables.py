@@ -103,6 +103,33 @@ def vs_reference(rows):
                   "lsm-jax × floor", "max \\|Δ\\|", "timed calls"], out)
 
 
+def train_vs_reference(rows):
+    """Our training step against the authors' in one run: medians with min-max, the speed-up, × floor."""
+    out = [[f"{r['model']} x{r['scale']}, batch {r['batch']}, {r['lr_hw']} LR, {r['dtype']}", f"`{r['semantics']}`",
+            f"{fmt(r['jax_s'])} ({fmt(r['jax_min_s'])}–{fmt(r['jax_max_s'])})",
+            f"{fmt(r['torch_s'])} ({fmt(r['torch_min_s'])}–{fmt(r['torch_max_s'])})", f"**{ratio(r['speedup'], 2)}**",
+            fmt(r["step_over_floor"]), r["steps"]] for r in rows]
+    return table(["case", "our semantics", "lsm-jax step, s: median (min–max)",
+                  "authors' PyTorch step, s: median (min–max)", "speed-up (medians)", "lsm-jax × floor",
+                  "timed steps each"], out)
+
+
+def train_vs_reference_ops(rows):
+    """Both sides' measured step time per op kind."""
+    sides = list(dict.fromkeys(r["side"] for r in rows))
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    cell = {(r["side"], r["kind"]): r for r in rows}
+    out = [[k] + [f"{fmt(cell[(s, k)]['ms'])} ({_share(cell[(s, k)]['share'])})" for s in sides] for k in kinds]
+    out.append(["**profiled total**"] + [fmt(one(rows, side=s)["profiled_ms"]) for s in sides])
+    out.append(["step, ms (one profiled step's wall time; torch: the timed median)"]
+               + [fmt(one(rows, side=s)["step_ms"]) for s in sides])
+    return table(["op kind"] + [f"{s}: ms per step (share)" for s in sides], out)
+
+
+def _share(x) -> str:
+    return f"{num(x) * 100:.1f} %"
+
+
 def _loader_key(config: str) -> tuple[str, str, str]:
     """'photos: records, raw codec, 1 worker(s)' -> ('photos', 'records, raw codec', '1')."""
     data, rest = config.split(": ", 1)
@@ -257,17 +284,20 @@ def compile_cache(rows):
 
 
 TABLES: dict[str, Table] = {
-    "profile_tpu": Table("profile_step.csv", lambda rows: profile_before_after(rows, "v5p:1x1x1"),
-                         lambda rows: [r for r in rows if r["target"] == "v5p:1x1x1"]),
-    "profile_v5e16": Table("profile_step.csv", lambda rows: profile_before_after(rows, "v5e:4x4"),
-                           lambda rows: [r for r in rows if r["target"] == "v5e:4x4"]),
+    "profile_tpu": Table("profile_step.csv", lambda rows: profile_before_after(rows, "v5p"),
+                         lambda rows: where(rows, case="v5p")),
+    "profile_v5e16": Table("profile_step.csv", lambda rows: profile_before_after(rows, "v5e16_bf16"),
+                           lambda rows: where(rows, case="v5e16_bf16")),
     "profile_cpu": Table("profile_step.csv", lambda rows: profile_categories(rows, "cpu"),
                          lambda rows: profile_rows(rows, "cpu")),
-    "profile_top": Table("profile_step.csv", profile_top, lambda rows: profile_rows(rows, "v5p:1x1x1")),
+    "profile_top": Table("profile_step.csv", profile_top, lambda rows: profile_rows(rows, "v5p")),
     "scan_cpu": Table("scan_cpu.csv", scan_cpu, lambda rows: where(rows, **SCAN_POINT) + where(rows, kind="memory")),
     "scan_auto": Table("scan_cpu.csv", scan_auto, lambda rows: where(rows, kind="scan")),
     "scan_model": Table("scan_model_cpu.csv", scan_model),
     "vs_reference": Table("bench_vs_reference.csv", vs_reference, extra=("torch_version", "torch_threads")),
+    "train_vs_reference": Table("bench_train_vs_reference.csv", train_vs_reference,
+                                extra=("torch_version", "torch_threads")),
+    "train_vs_reference_ops": Table("bench_train_vs_reference_ops.csv", train_vs_reference_ops),
     "data_loader": Table("bench_data.csv", data_loader, lambda rows: where(rows, benchmark="loader")),
     "data_resize": Table("bench_data.csv", data_resize,
                          lambda rows: [r for r in rows if r["benchmark"] in ("pillow", "imresize")]),

@@ -64,8 +64,18 @@ def pod_plan(rows):
                   "**estimate:** img/s/chip", "**estimate:** MFU", *(ROOFLINE_HEADER if roofline else []), "note"], out)
 
 
-def profile_rows(rows, tpu: bool):
-    return [r for r in rows if (r["target"] != "cpu") == tpu]
+def profile_rows(rows, case: str, revision: str | None = None):
+    """The rows of one profiled case (experiments/profile_step.py: cpu, v5p, v5e16_bf16), of `revision`
+    (default: the newest, i.e. `after` where the CSV has it)."""
+    mine = [r for r in rows if r["case"] == case]
+    revision = revision or (_revisions(mine) or [""])[-1]
+    return [r for r in mine if r.get("revision", "") == revision]
+
+
+def _revisions(rows) -> list[str]:
+    """The revisions present, `before` first, the others in the CSV's order."""
+    found = list(dict.fromkeys(r.get("revision", "") for r in rows))
+    return sorted(found, key=lambda v: v != "before")
 
 
 def _share(x) -> str:
@@ -73,8 +83,21 @@ def _share(x) -> str:
     return "" if x is None else f"{x * 100:.1f} %"
 
 
-def profile_categories(rows, tpu: bool):
-    rows = profile_rows(rows, tpu)
+def _total_note(total, tpu: bool) -> str:
+    cm = num(total.get("cost_model_ms"))
+    return (f"{total['program']} on {total['target']}: roofline total {fmt(total['roofline_ms'])} ms "
+            f"(MFU {_share(total['roofline_mfu'])}, {fmt(total.get('roofline_images_per_s_per_chip'))} "
+            + ("img/s/chip)" if tpu else "img/s)")
+            + (f" against the cost model's {fmt(cm)} ms; both **estimates**" if cm and cm > 0
+               else ", an **estimate**" + ("; the cost model gives no time" if tpu else ""))
+            + f". Ceilings: {total['ceiling']}.")
+
+
+def profile_categories(rows, case: str):
+    """Per category, one revision (the newest): ops, GFLOP, bytes, roofline ms and share; on the CPU the
+    measured time and share beside them."""
+    rows = profile_rows(rows, case)
+    tpu = rows[0]["target"] != "cpu"
     total = one(rows, level="total")
     out = []
     for r in where(rows, level="category") + [dict(total, name="**total**", roofline_share=1, measured_share=1)]:
@@ -83,12 +106,7 @@ def profile_categories(rows, tpu: bool):
         out.append(line + ([fmt(r["measured_ms"]), _share(r["measured_share"])] if not tpu else []))
     header = ["category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms", "**estimate:** share"]
     header += [] if tpu else ["measured ms", "measured share"]
-    cm = num(total.get("cost_model_ms"))
-    note = (f"{total['program']} on {total['target']}: roofline total {fmt(total['roofline_ms'])} ms "
-            f"(MFU {_share(total['roofline_mfu'])}, {fmt(total.get('roofline_images_per_s_per_chip'))} "
-            + ("img/s/chip)" if tpu else "img/s)")
-            + (f" against the cost model's {fmt(cm)} ms; both **estimates**" if cm else ", an **estimate**")
-            + f". Ceilings: {total['ceiling']}.")
+    note = _total_note(total, tpu)
     if not tpu:
         busy = num(total["measured_busy_ms"])
         note += (f" Measured: ops ran during {fmt(busy)} ms of a {fmt(total['measured_step_ms'])} ms step, "
@@ -97,8 +115,31 @@ def profile_categories(rows, tpu: bool):
     return table(header, out) + ["", note]
 
 
-def profile_top(rows):
+def profile_before_after(rows, case: str):
+    """Per category, `before` beside `after` a change (both roofline **estimates** of compiled programs):
+    GB moved, roofline ms and share, and after/before; a note per revision with its total and commit."""
+    revisions = _revisions([r for r in rows if r["case"] == case])
+    if len(revisions) < 2:
+        return profile_categories(rows, case)
+    before, after = (profile_rows(rows, case, v) for v in (revisions[0], revisions[-1]))
+    out = []
+    for b in where(before, level="category") + [dict(one(before, level="total"), name="**total**")]:
+        a = one(after, level="total") if b["level"] == "total" else one(after, level="category", name=b["name"])
+        ms_b, ms_a = num(b["roofline_ms"]), num(a.get("roofline_ms"))
+        out.append([b["name"], fmt(num(b["bytes"]) / 1e9), fmt(num(a.get("bytes")) / 1e9) if a else "–",
+                    fmt(ms_b), fmt(ms_a), "100.0 %" if b["level"] == "total" else _share(a.get("roofline_share")),
+                    f"{ms_a / ms_b:.2f}×" if ms_a is not None and ms_b else "–"])
+    header = ["category", f"GB moved, {revisions[0]}", f"GB moved, {revisions[-1]}",
+              f"**estimate:** roofline ms, {revisions[0]}", f"**estimate:** roofline ms, {revisions[-1]}",
+              f"**estimate:** share, {revisions[-1]}", f"{revisions[-1]} / {revisions[0]}"]
+    notes = [f"- **{v}** (commit {one(rs, level='total').get('commit', '?')}): "
+             + _total_note(one(rs, level="total"), True) for v, rs in ((revisions[0], before), (revisions[-1], after))]
+    return table(header, out) + [""] + notes
+
+
+def profile_top(rows, case: str = "v5p"):
+    """The source lines with the most roofline time in the newest revision of `case`'s profile."""
     out = [[r["rank"], r["name"], r["category"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9),
-            fmt(r["roofline_ms"]), _share(r["roofline_share"])] for r in where(profile_rows(rows, True), level="site")]
+            fmt(r["roofline_ms"]), _share(r["roofline_share"])] for r in where(profile_rows(rows, case), level="site")]
     return table(["#", "source line", "category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms",
                   "**estimate:** share"], out)

@@ -10,6 +10,13 @@ constructor arguments (`kwargs`), the input (`input_npz`, NCHW float32 under key
 the random-init state_dict and the output (`weights_npz`, `output_npz`), `reps` and `seed`. Prints
 one JSON line: the forward times, torch's version and thread count.
 
+With `"mode": "train"` it times their training step instead (`bench_train_vs_reference`): the input
+npz holds `lq` and `gt` (NCHW), and one step is what their recipe's iteration computes: the network in
+training mode (drop path as constructed), the L1 loss, backward, AdamW (`lr`, `betas`, no weight decay)
+and the EMA of the weights (`ema_decay`). Prints the step times; nothing is written but the JSON line.
+With `"profile_steps": n` it then records n more steps under `torch.profiler` and adds `ops`: each aten
+op's self CPU time per step in ms (the torch side of the step's per-category comparison).
+
 Nothing of the authors' code is copied here: their architecture files are imported from their checkout.
 They import a few packages only for training utilities (cv2, matplotlib, torchvision, timm, jax);
 small stand-ins are put in `sys.modules` for those, so only torch, numpy and einops are needed.
@@ -91,10 +98,54 @@ def load_architecture(repo: Path, arch: str, d_state: int):
     return classic.LSM
 
 
+def time_training(model: torch.nn.Module, case: dict):
+    """Seconds per training step (forward, L1 loss, backward, AdamW step, EMA update; after one untimed),
+    and the step function."""
+    model.train()
+    with np.load(case["input_npz"]) as data:
+        lq, gt = torch.from_numpy(data["lq"]), torch.from_numpy(data["gt"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=case["lr"], betas=tuple(case["betas"]), weight_decay=0.0)
+    ema = [p.detach().clone() for p in model.parameters()]
+    decay = case["ema_decay"]
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.l1_loss(model(lq), gt)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1.0 - decay)
+
+    step()
+    times = []
+    for _ in range(case["reps"]):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times, step
+
+
+def profile_ops(step, steps: int) -> dict[str, float]:
+    """Self CPU ms per step of every op torch's profiler records over `steps` steps."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    return {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages() if e.self_cpu_time_total > 0}
+
+
 def main(case_path: str) -> int:
     case = json.loads(Path(case_path).read_text())
     torch.manual_seed(case["seed"])
     net_cls = load_architecture(Path(case["repo"]), case["arch"], int(case["kwargs"]["d_state"]))
+    if case.get("mode") == "train":
+        times, step = time_training(net_cls(**case["kwargs"]), case)
+        out = dict(torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
+                   step_s=statistics.median(times), step_min_s=min(times), times=times)
+        if case.get("profile_steps"):
+            out["ops"] = profile_ops(step, int(case["profile_steps"]))
+        print(json.dumps(out))
+        return 0
     model = net_cls(**case["kwargs"]).eval()
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     np.savez(case["weights_npz"], **state)

@@ -162,3 +162,34 @@ def test_the_micro_forward_on_this_cpu_is_profiled_and_measured():
     assert sum(o.measured_s for o in prof.ops) > 0
     with pytest.raises(ValueError, match="batch a multiple"):
         profile_forward(config.model, None, size=16, batch=-1)
+
+
+def _profile_rows(revision: str, scale: float) -> list[dict]:
+    base = dict(case="v5p", revision=revision, commit=f"c_{revision}", program="train x", target="v5p:1x1x1",
+                ops="1", flops="1e9", roofline_mfu="0.1", roofline_images_per_s_per_chip="10", cost_model_ms="",
+                ceiling="given")
+    cats = [dict(base, level="category", name="matmul/conv", bytes=str(2e9 * scale), roofline_ms=str(4 * scale),
+                 roofline_share="0.4"),
+            dict(base, level="category", name="attention", bytes=str(3e9), roofline_ms="6", roofline_share="0.6")]
+    return cats + [dict(base, level="total", name="step", bytes=str(2e9 * scale + 3e9), roofline_ms=str(4 * scale + 6))]
+
+
+def test_the_docs_profile_table_sets_a_change_before_and_after_side_by_side():
+    from experiments import pod_tables
+    rows = _profile_rows("before", 1.0) + _profile_rows("after", 0.5)
+    lines = pod_tables.profile_before_after(rows, "v5p")
+    assert "roofline ms, before" in lines[0] and "after / before" in lines[0]
+    assert lines[2].startswith("| matmul/conv | 2 | 1 | 4 | 2 |") and lines[2].endswith("| 0.50× |")
+    assert lines[3].endswith("| 1.00× |") and lines[4].startswith("| **total** |") and lines[4].endswith("| 10 | 8 | 100.0 % | 0.80× |")
+    assert any("**before** (commit c_before)" in line for line in lines)
+    # One revision only: the plain per-category table of it; the newest revision is the one shown.
+    assert pod_tables.profile_before_after(_profile_rows("before", 1.0), "v5p")[0].startswith("| category | ops |")
+    assert pod_tables.profile_rows(rows, "v5p")[0]["revision"] == "after"
+
+
+def test_torch_ops_are_sorted_into_the_op_kinds_both_sides_share():
+    from experiments.bench_train_vs_reference import torch_kind
+    assert [torch_kind(op) for op in ("aten::mkldnn_convolution", "aten::addmm", "aten::bmm", "aten::sort",
+                                      "aten::gather", "aten::copy_", "aten::cat", "aten::roll",
+                                      "aten::native_layer_norm", "aten::gelu", "aten::_softmax", "aten::cumsum")] \
+        == ["matmul/conv"] * 3 + ["sort/gather/scatter"] * 2 + ["layout"] * 3 + ["elementwise/norm"] * 3 + ["scan"]
