@@ -1,9 +1,9 @@
 r"""Where the training step's time goes, per op category: the roofline estimate for LSM-S x2 at batch 16 on
-one v5p chip and for LSM x2 at the recipe batch 32 on a v5e-16 (compiled here through libtpu; the TPU cost
-model's step beside it where it gives one), and the tiny LSM-light step on this CPU, estimated and measured
-(`lsm_jax.pod.profile`).
+one v5p chip (float32) and for LSM x2 at the recipe batch 32 in bfloat16 on a v5e-16 (compiled here through
+libtpu; the TPU cost model's step beside it where it gives one), and the tiny LSM-light step on this CPU,
+estimated and measured (`lsm_jax.pod.profile`).
 
-    python -m experiments.profile_step [--only cpu|v5p|v5e16] [--revision after]
+    python -m experiments.profile_step [--only cpu|v5p|v5e16_bf16] [--revision after]
         [--out experiments/results/profile_step.csv]
 
 (from the repository root). Every row carries `revision` (a label: `before` / `after` a change) and

@@ -144,7 +144,8 @@ def mechanism_tables(out: Path, bicubic_psnr: dict[str, float]) -> tuple[list[di
     from lsm_jax.studies import mechanism as mech
     from lsm_jax.studies.report import collect
     per_run, pictures = [], []
-    for row in collect(out)["rows"]:
+    study = collect(out)
+    for row in study["rows"]:
         name = RING_ROWS.get(row["label"], row["label"])
         runs = []
         for result in row["results"]:
@@ -163,7 +164,9 @@ def mechanism_tables(out: Path, bicubic_psnr: dict[str, float]) -> tuple[list[di
                 lambda_abs_initial=summary["lambda_abs_initial"], lambda_abs_trained=summary["lambda_abs_trained"],
                 bare_efold_median=summary["bare_efold_median"],
                 **{f"{d}_margin_db": result["metrics"][f"{d}/psnr"] - bicubic_psnr[d] for d in bicubic_psnr},
-                train_s=timing.get("train_s", ""), step_s=timing.get("step_s", "")))
+                # a resumed run's train_s counts from the resume only: left out
+                train_s=timing.get("train_s", "") if not timing.get("resumed_from") else "",
+                step_s=timing.get("step_s", "")))
         if runs:
             pictures.append(dict(name=name, runs=runs))
     per_row = []
@@ -175,8 +178,9 @@ def mechanism_tables(out: Path, bicubic_psnr: dict[str, float]) -> tuple[list[di
             mean, lo, hi = _mean_ci([r[key] for r in mine])
             out_row.update({f"{key}_mean": mean, f"{key}_ci_lo": lo, f"{key}_ci_hi": hi})
         train = [float(r["train_s"]) for r in mine if r["train_s"] != ""]
-        out_row["train_s_mean"] = sum(train) / len(train) if train else math.nan
-        out_row["train_s_total"] = sum(train) if train else math.nan
+        out_row["train_s_min"] = min(train) if train else math.nan
+        out_row["train_s_max"] = max(train) if train else math.nan
+        out_row["study_runs"] = len(study["records"])   # every run of the design, finished or not
         out_row["Set5_margin_db_min"] = min(r["Set5_margin_db"] for r in mine)
         out_row["Gray6_margin_db_min"] = min(r["Gray6_margin_db"] for r in mine)
         per_row.append(out_row)

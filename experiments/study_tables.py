@@ -144,10 +144,12 @@ def study_ring_mechanism(rows):
     tau = [num(r["efold_median_mean"]) for r in authors]
     bare = [num(r["bare_efold_median_mean"]) for r in authors]
     moved = max(abs(num(r["lambda_abs_trained_mean"]) - num(r["lambda_abs_initial_mean"])) for r in rows)
-    train = [(num(r.get("train_s_total")), int(r["seeds"])) for r in rows if num(r.get("train_s_total"))]
-    timing = (f" Training took {sum(t for t, _ in train) / sum(n for _, n in train) / 60:.1f} min per run on "
-              f"average, {sum(t for t, _ in train) / 3600:.1f} h for the {sum(n for _, n in train)} runs so far "
-              f"(`mechanism_runs.csv` has each run's)." if train else "")
+    fastest = [num(r["train_s_min"]) for r in rows if num(r.get("train_s_min"))]
+    timing = (f" The quickest run trained in {min(fastest) / 60:.1f} min, a pace at which the study's "
+              f"{rows[0]['study_runs']} runs take {min(fastest) * int(rows[0]['study_runs']) / 3600:.1f} h of "
+              f"training; runs that shared the CPU with other work or were paused took up to "
+              f"{max(num(r['train_s_max']) for r in rows) / 60:.0f} min (`mechanism_runs.csv` has each run's)."
+              if fastest and rows[0].get("study_runs") else "")
     return lines + ["", f"With the authors' decay λ·Mk_A (every row but mk_a×16) the median applied decay is "
                         f"{min(decay):.3f}–{max(decay):.3f}, an e-folding length of {min(tau):.2f}–{max(tau):.2f} "
                         f"tokens, while the bare λ of the same rows would last {min(bare):.1f}–{max(bare):.0f} "
