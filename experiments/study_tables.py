@@ -153,7 +153,8 @@ def study_ring_mechanism(rows):
     return lines + ["", f"With the authors' decay λ·Mk_A (every row but mk_a×16) the median applied decay is "
                         f"{min(decay):.3f}–{max(decay):.3f}, an e-folding length of {min(tau):.2f}–{max(tau):.2f} "
                         f"tokens, while the bare λ of the same rows would last {min(bare):.1f}–{max(bare):.0f} "
-                        f"tokens. Training moves the mean |λ| of no row by more than {moved:.4f}." + timing]
+                        f"tokens. Training moves the mean |λ| of no row by " +
+                        (f"more than {moved:.4f}." if moved >= 5e-5 else "as much as 0.0001.") + timing]
 
 
 def study_ring_bicubic(rows):
