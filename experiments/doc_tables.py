@@ -14,7 +14,7 @@ from experiments.pod_tables import (pod_plan, pod_plan_dtype, profile_before_aft
                                     profile_rows, profile_top)
 from experiments.study_tables import (study_first_results, study_report, study_ring_ablation,  # noqa: F401
                                       study_ring_bicubic, study_ring_mechanism)
-from experiments.table_format import num, fmt, ms, spread, ratio, table, where, one, distinct
+from experiments.table_format import num, fmt, ms, spread, ratio, share, table, where, one, distinct
 
 
 @dataclass(frozen=True)
@@ -119,15 +119,12 @@ def train_vs_reference_ops(rows):
     sides = list(dict.fromkeys(r["side"] for r in rows))
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     cell = {(r["side"], r["kind"]): r for r in rows}
-    out = [[k] + [f"{fmt(cell[(s, k)]['ms'])} ({_share(cell[(s, k)]['share'])})" for s in sides] for k in kinds]
+    out = [[k] + [f"{fmt(cell[(s, k)]['ms'])} ({share(cell[(s, k)]['share'])})" for s in sides] for k in kinds]
     out.append(["**profiled total**"] + [fmt(one(rows, side=s)["profiled_ms"]) for s in sides])
     out.append(["step, ms (one profiled step's wall time; torch: the timed median)"]
                + [fmt(one(rows, side=s)["step_ms"]) for s in sides])
     return table(["op kind"] + [f"{s}: ms per step (share)" for s in sides], out)
 
-
-def _share(x) -> str:
-    return f"{num(x) * 100:.1f} %"
 
 
 def _loader_key(config: str) -> tuple[str, str, str]:

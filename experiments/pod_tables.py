@@ -3,7 +3,7 @@ bfloat16, and the step's profile (roofline **estimates**, and measured figures o
 
 from __future__ import annotations
 
-from experiments.table_format import fmt, num, one, ratio, table, where
+from experiments.table_format import fmt, num, one, ratio, share, table, where
 
 TOPOLOGY_ORDER = ("v4:2x2x1", "v5e:4x4", "v5e:16x16", "v5p:2x2x4", "v5p:1x1x1")
 VARIANT_ORDER = ("lsm", "lsm_s", "lsm_light")
@@ -78,15 +78,11 @@ def _revisions(rows) -> list[str]:
     return sorted(found, key=lambda v: v != "before")
 
 
-def _share(x) -> str:
-    x = num(x)
-    return "" if x is None else f"{x * 100:.1f} %"
-
 
 def _total_note(total, tpu: bool) -> str:
     cm = num(total.get("cost_model_ms"))
     return (f"{total['program']} on {total['target']}: roofline total {fmt(total['roofline_ms'])} ms "
-            f"(MFU {_share(total['roofline_mfu'])}, {fmt(total.get('roofline_images_per_s_per_chip'))} "
+            f"(MFU {share(total['roofline_mfu'])}, {fmt(total.get('roofline_images_per_s_per_chip'))} "
             + ("img/s/chip)" if tpu else "img/s)")
             + (f" against the cost model's {fmt(cm)} ms; both **estimates**" if cm and cm > 0
                else ", an **estimate**" + ("; the cost model gives no time" if tpu else ""))
@@ -102,8 +98,8 @@ def profile_categories(rows, case: str):
     out = []
     for r in where(rows, level="category") + [dict(total, name="**total**", roofline_share=1, measured_share=1)]:
         line = [r["name"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9), fmt(r["roofline_ms"]),
-                _share(r["roofline_share"])]
-        out.append(line + ([fmt(r["measured_ms"]), _share(r["measured_share"])] if not tpu else []))
+                share(r["roofline_share"])]
+        out.append(line + ([fmt(r["measured_ms"]), share(r["measured_share"])] if not tpu else []))
     header = ["category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms", "**estimate:** share"]
     header += [] if tpu else ["measured ms", "measured share"]
     note = _total_note(total, tpu)
@@ -127,7 +123,7 @@ def profile_before_after(rows, case: str):
         a = one(after, level="total") if b["level"] == "total" else one(after, level="category", name=b["name"])
         ms_b, ms_a = num(b["roofline_ms"]), num(a.get("roofline_ms"))
         out.append([b["name"], fmt(num(b["bytes"]) / 1e9), fmt(num(a.get("bytes")) / 1e9) if a else "–",
-                    fmt(ms_b), fmt(ms_a), "100.0 %" if b["level"] == "total" else _share(a.get("roofline_share")),
+                    fmt(ms_b), fmt(ms_a), "100.0 %" if b["level"] == "total" else share(a.get("roofline_share")),
                     f"{ms_a / ms_b:.2f}×" if ms_a is not None and ms_b else "–"])
     header = ["category", f"GB moved, {revisions[0]}", f"GB moved, {revisions[-1]}",
               f"**estimate:** roofline ms, {revisions[0]}", f"**estimate:** roofline ms, {revisions[-1]}",
@@ -140,6 +136,6 @@ def profile_before_after(rows, case: str):
 def profile_top(rows, case: str = "v5p"):
     """The source lines with the most roofline time in the newest revision of `case`'s profile."""
     out = [[r["rank"], r["name"], r["category"], r["ops"], fmt(num(r["flops"]) / 1e9), fmt(num(r["bytes"]) / 1e9),
-            fmt(r["roofline_ms"]), _share(r["roofline_share"])] for r in where(profile_rows(rows, case), level="site")]
+            fmt(r["roofline_ms"]), share(r["roofline_share"])] for r in where(profile_rows(rows, case), level="site")]
     return table(["#", "source line", "category", "ops", "GFLOP", "GB moved", "**estimate:** roofline ms",
                   "**estimate:** share"], out)

@@ -36,10 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 CASES = [("cpu", "lsm_light:tiny", None, None, "float32"),
          ("v5p", "lsm_s:x2_scratch", "v5p:1x1x1", 16, "float32"),
          ("v5e16_bf16", "lsm:x2_scratch", "v5e:4x4", 32, "bfloat16")]
-FIELDS = ["case", "revision", "commit", "dtype", "program", "target", "level", "rank", "name", "kind", "category", "module", "source", "ops", "runs",
-          "flops", "bytes", "roofline_ms", "roofline_share", "bound", "roofline_mfu", "roofline_images_per_s_per_chip",
-          "batch", "cost_model_ms", "measured_ms", "measured_share", "measured_busy_ms", "measured_step_ms",
-          "xla_flops", "xla_bytes", "device", "peak_flops", "bandwidth", "ceiling", "case_s"]
+FIELDS = ["case", "revision", "commit", "dtype", "program", "target", "level", "rank", "name", "kind", "category",
+          "module", "source", "ops", "runs", "flops", "bytes", "roofline_ms", "roofline_share", "bound",
+          "roofline_mfu", "roofline_images_per_s_per_chip", "batch", "cost_model_ms", "measured_ms",
+          "measured_share", "measured_busy_ms", "measured_step_ms", "xla_flops", "xla_bytes", "device",
+          "peak_flops", "bandwidth", "ceiling", "case_s"]
 
 
 def run_case(spec: str, topology: str | None, batch: int | None, dtype: str) -> tuple[profile.Profile, float]:
@@ -56,7 +57,8 @@ def head_commit() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
     try:
-        return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+" if git("status", "--porcelain", "-uno") else "")
+        dirty = "+" if git("status", "--porcelain", "-uno") else ""
+        return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
     except OSError:
         return "unknown"
 

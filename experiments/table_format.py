@@ -56,6 +56,12 @@ def ratio(x, digits: int = 3) -> str:
     return f"{text}×" if text else ""
 
 
+def share(x) -> str:
+    """A fraction as a percentage with one decimal ('' when missing)."""
+    x = num(x)
+    return "" if x is None else f"{x * 100:.1f} %"
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
