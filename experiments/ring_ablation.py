@@ -25,92 +25,38 @@ in WORK, so a study can be finished across machines and sessions: run the missin
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
-from experiments.results_csv import METADATA, write_rows
+from experiments import study_folder
+from experiments.results_csv import write_rows
+from experiments.study_folder import read_csv, unstamped
 from experiments.study_tables import RING_ROWS
 
 OUT = Path("experiments/results/studies/ring_ablation")
 
 
-def _read(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Whole or not at all: a temporary file beside `path`, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def harvest(workdir: Path, out: Path) -> list[str]:
     """Copies WORK's finished runs into the committed study folder, each with its mechanism.json (computed
-    here from the run's export/latest). A run already committed with the same result.json is skipped;
-    WORK must be the same study (its study.json equal to the committed one). Returns the runs added."""
+    here from the run's export/latest); see `experiments.study_folder.harvest`. Returns the runs added."""
     from lsm_jax.runtime import compile_cache
     from lsm_jax.studies import mechanism as mech
-    spec = json.loads((workdir / "study.json").read_text())
-    if (out / "study.json").exists() and json.loads((out / "study.json").read_text()) != spec:
-        raise ValueError(f"{workdir / 'study.json'}: another study than {out / 'study.json'} (steps, rows or "
-                         f"data differ); harvest into another folder with -o")
     compile_cache.configure()
-    _write_text(out / "study.json", (workdir / "study.json").read_text())
-    added = []
-    for result_path in sorted(workdir.glob("runs/*/seed*/result.json")):
-        run_dir = result_path.parent
-        dest = out / run_dir.relative_to(workdir)
-        result = json.loads(result_path.read_text())
-        if (dest / "mechanism.json").exists() and (dest / "result.json").exists() \
-                and json.loads((dest / "result.json").read_text()) == result:
-            continue
-        summary = mech.summary_to_json(mech.summarise_run(run_dir))
-        _write_text(dest / "mechanism.json", json.dumps(summary, indent=1) + "\n")
-        _write_text(dest / "result.json", result_path.read_text())   # last: a run counts once both are whole
-        added.append(f"{run_dir.parent.name}/{run_dir.name}")
-    return added
-
-
-def write_report(out: Path) -> None:
-    """The study tool's report of the committed runs (no eigen figures: the mechanism pictures replace
-    them); report.csv and runs.csv stamped (machine, date, versions; the tool's own columns kept)."""
-    from lsm_jax.studies import report
-    report.write_report(out, out, plots=False)
-    for name in ("report.csv", "runs.csv"):
-        write_rows(out / name, _read(out / name))
-
-
-def _unstamped(path: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in METADATA} for r in _read(path)]
+    return study_folder.harvest(workdir, out, {
+        "mechanism.json": lambda run_dir: json.dumps(mech.summary_to_json(mech.summarise_run(run_dir)), indent=1)
+        + "\n"})
 
 
 def check(out: Path) -> list[str]:
     """Differences between the committed tables and the ones rebuilt from the committed runs (empty: equal):
-    report.md and report.csv from runs.csv, runs.csv from the result.json files, and the mechanism tables
-    from the mechanism.json files."""
-    from lsm_jax.studies import report
-    data = report.table_from_runs(out / "runs.csv")
-    problems = []
-    if report.markdown(data) != (out / "report.md").read_text():
-        problems.append(f"{out / 'report.md'}: differs from the table rebuilt from runs.csv")
-    if _unstamped(out / "report.csv") != list(csv.DictReader(report.csv_text(data).splitlines())):
-        problems.append(f"{out / 'report.csv'}: differs from the table rebuilt from runs.csv")
-    runs = report.collect(out)
-    if _unstamped(out / "runs.csv") != list(csv.DictReader(
-            report.runs_csv_text(runs["spec"], runs["keys"], runs["records"]).splitlines())):
-        problems.append(f"{out / 'runs.csv'}: differs from the runs' result.json files")
-    bicubic_psnr = {r["dataset"]: float(r["psnr"]) for r in _read(out / "bicubic.csv")}
+    the study tool's report (`study_folder.check_report`) and the mechanism tables from the mechanism.json
+    files."""
+    problems = study_folder.check_report(out)
+    bicubic_psnr = {r["dataset"]: float(r["psnr"]) for r in read_csv(out / "bicubic.csv")}
     per_run, per_row, _ = mechanism_tables(out, bicubic_psnr)
     for name, rows in (("mechanism_runs.csv", per_run), ("mechanism.csv", per_row)):
-        if _unstamped(out / name) != [{k: str(v) for k, v in r.items()} for r in rows]:
+        if unstamped(out / name) != [{k: str(v) for k, v in r.items()} for r in rows]:
             problems.append(f"{out / name}: differs from the runs' mechanism.json files")
     return problems
 
@@ -196,30 +142,14 @@ def mechanism(out: Path, bicubic_psnr: dict[str, float]) -> None:
     mech.plot_rows(pictures, out)
 
 
+def rebuild(out: Path) -> None:
+    """Everything but the study tool's report, from the committed runs: bicubic, mechanism tables, pictures."""
+    mechanism(out, bicubic(out))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, action="append", default=[],
-                        help="a workdir of this study (lsm-study --workdir) whose finished runs to add; repeatable")
-    parser.add_argument("-o", "--output", type=Path, default=OUT, help=f"results folder (default: {OUT})")
-    parser.add_argument("--check", action="store_true", help="only compare the committed tables with the runs")
-    args = parser.parse_args(argv)
-    if args.check:
-        problems = check(args.output)
-        print("\n".join(problems) or f"{args.output}: the tables match the committed runs")
-        return 1 if problems else 0
-    try:
-        for workdir in args.workdir:
-            added = harvest(workdir, args.output)
-            print(f"{workdir}: {len(added)} run(s) added" + "".join(f"\n  {a}" for a in added))
-        if not (args.output / "study.json").exists():
-            raise FileNotFoundError(f"{args.output / 'study.json'}: no study harvested yet (give --workdir)")
-        write_report(args.output)
-        mechanism(args.output, bicubic(args.output))
-    except (FileNotFoundError, ValueError) as err:   # not a study folder, a study without runs, ...
-        print(f"experiments.ring_ablation: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.output}")
-    return 0
+    return study_folder.main(argv, prog="experiments.ring_ablation", description=__doc__.split("\n\n")[0],
+                             default_out=OUT, harvest=harvest, rebuild=rebuild, check=check)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,47 @@ def study_ring_bicubic(rows):
     return table(["set", "scale", "bicubic PSNR (dB)", "bicubic SSIM", "images"],
                  [[r["dataset"], f"x{r['scale']}", f"{num(r['psnr']):.2f}", f"{num(r['ssim']):.4f}", r["images"]]
                   for r in rows])
+
+
+def study_bf16(rows):
+    """The bf16 study's report.csv: per compute dtype, Set5 x2 and Gray6 x2 PSNR and the final training loss
+    (mean ± 95 % CI), each against float32 paired by seed [95 % CI] with p; then the largest effect each
+    CI leaves open."""
+    base = next(num(r["final_loss_mean"]) for r in rows if r["baseline"] == "1")
+    out = []
+    for r in rows:
+        loss = "◆ baseline" if r["baseline"] == "1" else _relative_delta(r, "final_loss", base)
+        out.append([r["model.dtype"], _study_ci(r, "Set5/psnr", 2), *_delta(r, "Set5/psnr"),
+                    _study_ci(r, "Gray6/psnr", 2), *_delta(r, "Gray6/psnr"), _study_ci(r, "final_loss", 5), loss,
+                    r["seeds"]])
+    lines = table(["compute dtype", "Set5 PSNR (dB) ± 95 % CI", "Δ Set5 vs float32 [95 % CI]", "p",
+                   "Gray6 PSNR (dB) ± 95 % CI", "Δ Gray6 vs float32 [95 % CI]", "p", "final loss ± 95 % CI",
+                   "Δ final loss vs float32, % [95 % CI]", "seeds"], out)
+    return lines + [""] + [line.replace("**bfloat16** − baseline", "**bfloat16** − float32")
+                           for line in _open_effects([{**r, "label": r["model.dtype"]} for r in rows])]
+
+
+def _relative_delta(r, metric: str, base: float) -> str:
+    """The paired Δ of `metric` [95 % CI] as a percentage of the baseline's mean `base`."""
+    lo, hi, mean = (num(r[f"delta_{metric}_{s}"]) for s in ("ci_lo", "ci_hi", "mean"))
+    if mean is None:
+        return "–"
+    text = f"{100 * mean / base:+.1f} %"
+    if lo is not None:
+        text += f" [{100 * lo / base:.1f}, {100 * hi / base:.1f}]"
+    return text.replace("-", "−")
+
+
+def study_bf16_loss(rows, every: int = 200):
+    """The bf16 study's loss_curves.csv every `every` steps: each dtype's mean training loss ± 95 % CI over
+    its seeds and bfloat16 − float32 paired by seed, absolute and as a share of float32's loss [95 % CI]."""
+    out = []
+    for r in rows:
+        if int(r["step"]) % every:
+            continue
+        out.append([r["step"], _study_ci(r, "float32", 5), _study_ci(r, "bfloat16", 5),
+                    f"{num(r['bfloat16_delta_mean']):+.5f}".replace("-", "−"),
+                    _relative_delta({f"delta_loss_{k}": r[f"bfloat16_delta_{k}"] for k in ("mean", "ci_lo", "ci_hi")},
+                                    "loss", num(r["float32_mean"])), r["bfloat16_delta_pairs"]])
+    return table(["step", "float32 loss ± 95 % CI", "bfloat16 loss ± 95 % CI", "Δ bfloat16 − float32",
+                  "Δ as % of float32 [95 % CI]", "pairs"], out)
