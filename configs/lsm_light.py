@@ -20,8 +20,8 @@ softmaxes, norm statistics and loss: less memory per chip and a faster estimated
 as well; that study has not been run yet.
 
 `tiny` is the demo model (`make demo`): embed 32, depth [2, 2], 67K parameters, trained on the
-embedded scikit-image photographs: 1600 steps reach 35.36 dB on Set5 x2 (bicubic 33.67 dB),
-5.6 min of training on the 2-core CPU (`make demo`).
+embedded scikit-image photographs: 1600 steps reach 35.38 dB on Set5 x2 (bicubic 33.67 dB) in about
+4.5 min of training on a quiet 2-core CPU (`make demo`; each run's figures: experiments/results/demo.csv).
 
     lsm-train --config lsm_light:tiny --workdir runs/tiny_light
 """
