@@ -12,11 +12,11 @@ Data: DF2K (DIV2K 800 + Flickr2K 2650) HR with pre-made bicubic LR; validation o
 Global batch 32 = 4 per GPU × 8 GPUs in the authors' runs; under `reference` semantics the step
 keeps their 4-image recurrence groups. The finetune patch of 92 is padded to 96 inside attention.
 
-Precision: train in float32 (these recipes' `model.dtype`), as the authors did. On a TPU pod,
-`--config.model.dtype=bfloat16` computes in bf16 with float32 parameters, optimizer state, scan state,
-softmaxes, norm statistics and loss: less memory per chip and a faster estimated step (docs/pod.md,
-"float32 and bfloat16"). It stays opt-in until `configs/studies/bf16_quality.py` shows that it trains
-as well; that study has not been run yet.
+Precision: these recipes compute in float32 (`model.dtype`), as the authors trained. **On a TPU pod, train
+with `--config.model.dtype=bfloat16`**: it computes in bf16 with float32 parameters, optimizer state, scan
+state, softmaxes, norm statistics and loss, for less memory per chip and a faster estimated step (docs/pod.md,
+"float32 and bfloat16"), and it trains nearly as well: the paired study `configs/studies/bf16_quality.py` (the demo recipe,
+3 seeds; docs/pod.md) finds a few hundredths of a dB lost on Set5, far inside the seed-to-seed spread.
 
 `tiny` is a 231K-parameter classic-tail model (embed 32, depth [2, 2]) for CPU demos and tests:
 

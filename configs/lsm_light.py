@@ -13,11 +13,11 @@ Data: DIV2K (800 images) repeated ×100 per epoch; validation on the bundled Set
 used Urban100: `--config.eval.dirs='("data/Set5", "path/to/Urban100")'`). Global batch 32 = 16 per GPU × 2 GPUs in
 the authors' runs; under `reference` semantics the step keeps their 16-image recurrence groups.
 
-Precision: train in float32 (these recipes' `model.dtype`), as the authors did. On a TPU pod,
-`--config.model.dtype=bfloat16` computes in bf16 with float32 parameters, optimizer state, scan state,
-softmaxes, norm statistics and loss: less memory per chip and a faster estimated step (docs/pod.md,
-"float32 and bfloat16"). It stays opt-in until `configs/studies/bf16_quality.py` shows that it trains
-as well; that study has not been run yet.
+Precision: these recipes compute in float32 (`model.dtype`), as the authors trained. **On a TPU pod, train
+with `--config.model.dtype=bfloat16`**: it computes in bf16 with float32 parameters, optimizer state, scan
+state, softmaxes, norm statistics and loss, for less memory per chip and a faster estimated step (docs/pod.md,
+"float32 and bfloat16"), and it trains nearly as well: the paired study `configs/studies/bf16_quality.py` (the demo recipe,
+3 seeds; docs/pod.md) finds a few hundredths of a dB lost on Set5, far inside the seed-to-seed spread.
 
 `tiny` is the demo model (`make demo`): embed 32, depth [2, 2], 67K parameters, trained on the
 embedded scikit-image photographs: 1600 steps reach 35.38 dB on Set5 x2 (bicubic 33.67 dB) in about

@@ -7,7 +7,7 @@ and with float32 compute, seed for seed; its table and its loss curves.
     python -m experiments.bf16_quality --check               # the committed tables match the runs?
 
 experiments/results/studies/bf16_quality/ is a committed study folder (experiments.study_folder): study.json
-and, per finished run, `runs/<label>/seed<k>/result.json` (the study tool's result) and `history.csv` (the
+and, per finished run, `runs/<label>/seed<k>/result.json` (the study tool's result) and `history.json` (the
 run's logged training loss and gradient norm, copied from its metrics.jsonl when harvested). From them:
 
     report.md, report.csv, runs.csv   the study tool's table: Set5 x2 / Gray6 x2 PSNR and SSIM and the final
@@ -22,34 +22,34 @@ Seed k of both rows draws the same initial weights and the same batches, so each
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import math
 from pathlib import Path
 
 from experiments import study_folder
 from experiments.results_csv import write_rows
-from experiments.study_folder import read_csv, unstamped
+from experiments.study_folder import unstamped
 
 OUT = Path("experiments/results/studies/bf16_quality")
 KEY = "model.dtype"
 
 
 def history_text(run_dir: Path) -> str:
-    """history.csv of a run: step, training loss (the mean over the logging window), gradient norm."""
+    """history.json of a run: per logged step, the training loss (the mean over the logging window) and the
+    gradient norm (JSON: a per-run record, like result.json, not a results table)."""
     from lsm_jax.training.reporting import read_history
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["step", "loss", "grad_norm"])
-    for r in read_history(run_dir):
-        if r.get("train/loss") is not None:
-            w.writerow([r["step"], repr(float(r["train/loss"])), repr(float(r.get("train/grad_norm", math.nan)))])
-    return buf.getvalue()
+    rows = [dict(step=int(r["step"]), loss=float(r["train/loss"]), grad_norm=r.get("train/grad_norm"))
+            for r in read_history(run_dir) if r.get("train/loss") is not None]
+    return json.dumps(rows) + "\n"
+
+
+def _history(path: Path) -> list[dict]:
+    return json.loads(path.read_text())
 
 
 def harvest(workdir: Path, out: Path) -> list[str]:
-    """Copies WORK's finished runs, each with its history.csv, into `out` (experiments.study_folder.harvest)."""
-    return study_folder.harvest(workdir, out, {"history.csv": history_text})
+    """Copies WORK's finished runs, each with its history.json, into `out` (experiments.study_folder.harvest)."""
+    return study_folder.harvest(workdir, out, {"history.json": history_text})
 
 
 def _cells(row: dict) -> dict:
@@ -68,7 +68,7 @@ def loss_curves(out: Path) -> list[dict]:
     for row in study["rows"]:
         name = row["values"].get(KEY, row["label"])
         for result in row["results"]:
-            rows = read_csv(out / "runs" / row["label"] / f"seed{result['seed']}" / "history.csv")
+            rows = _history(out / "runs" / row["label"] / f"seed{result['seed']}" / "history.json")
             losses.setdefault(name, {})[result["seed"]] = {int(r["step"]): float(r["loss"]) for r in rows}
     if not losses:
         return []
@@ -107,7 +107,7 @@ def plot_loss(out: Path, curves: list[dict]) -> Path:
     for colour, row in zip(("tab:blue", "tab:orange", "tab:green"), study["rows"]):
         name = row["values"].get(KEY, row["label"])
         for result in row["results"]:
-            h = read_csv(out / "runs" / row["label"] / f"seed{result['seed']}" / "history.csv")
+            h = _history(out / "runs" / row["label"] / f"seed{result['seed']}" / "history.json")
             left.plot([int(r["step"]) for r in h], [float(r["loss"]) for r in h], color=colour, lw=0.6, alpha=0.5)
         left.plot(steps, [float(r[f"{name}_mean"]) for r in curves], color=colour, lw=2.0,
                   label=f"{name} ({row['n']} seeds)")
@@ -133,7 +133,7 @@ def check(out: Path) -> list[str]:
     """Differences between the committed tables and the ones rebuilt from the committed runs (empty: equal)."""
     problems = study_folder.check_report(out)
     if unstamped(out / "loss_curves.csv") != [{k: str(v) for k, v in r.items()} for r in loss_curves(out)]:
-        problems.append(f"{out / 'loss_curves.csv'}: differs from the runs' history.csv files")
+        problems.append(f"{out / 'loss_curves.csv'}: differs from the runs' history.json files")
     return problems
 
 

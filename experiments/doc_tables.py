@@ -12,8 +12,8 @@ from typing import Callable
 
 from experiments.pod_tables import (pod_plan, pod_plan_dtype, profile_before_after, profile_categories,  # noqa: F401
                                     profile_rows, profile_top)
-from experiments.study_tables import (study_first_results, study_report, study_ring_ablation,  # noqa: F401
-                                      study_ring_bicubic, study_ring_mechanism)
+from experiments.study_tables import (study_bf16, study_bf16_loss, study_first_results, study_report,  # noqa: F401
+                                      study_ring_ablation, study_ring_bicubic, study_ring_mechanism)
 from experiments.table_format import num, fmt, ms, spread, ratio, share, table, where, one, distinct
 
 
@@ -323,5 +323,7 @@ TABLES: dict[str, Table] = {
     "study_ring_bicubic": Table("studies/ring_ablation/bicubic.csv", study_ring_bicubic),
     "study_ring_ablation_1600": Table("studies/ring_ablation_1600/report.csv", study_ring_ablation),
     "study_ring_mechanism_1600": Table("studies/ring_ablation_1600/mechanism.csv", study_ring_mechanism),
+    "study_bf16": Table("studies/bf16_quality/report.csv", study_bf16),
+    "study_bf16_loss": Table("studies/bf16_quality/loss_curves.csv", study_bf16_loss),
     "pod_plan": Table("pod_plan.csv", pod_plan),
 }

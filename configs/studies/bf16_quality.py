@@ -9,10 +9,13 @@ the parameters, the optimizer state, the LRU's scan state, the softmaxes, the no
 loss in float32 (lsm_jax.model.layers). Seed k of both rows draws the same initial weights and the same
 batches, so the difference is paired by seed.
 
-6 runs. Not run yet: bf16 on this CPU has no native matrix unit, so it is a question for an
-accelerator or a longer CPU budget. Expected: the float32 row reproduces the ring ablation's baseline
-seeds 0–2 (35.38 dB for seed 0, as `make demo`); bf16 within the paired CI of it. Until this is run,
-the pod recipes train in float32 (docs/pod.md shows what bf16 would save).
+6 runs, about 40 min on a 2-core CPU (which emulates bf16: its bf16 step is the slower one here).
+Committed with its per-run results and loss histories in experiments/results/studies/bf16_quality/
+(`python -m experiments.bf16_quality --workdir WORK` harvests a workdir; docs/pod.md renders the tables).
+Expected and found: the float32 row reproduces the 1600-step ring ablation's baseline seeds bit for bit
+(seed 0: 35.38 dB on Set5 x2, as `make demo`). bfloat16 loses a few hundredths of a dB on Set5 (the paired
+CI just excludes 0), none detectable on Gray6 or in the training loss; its mean lies inside float32's
+seed-to-seed CI on both sets.
 """
 
 from lsm_jax.training.config_loader import load_config
