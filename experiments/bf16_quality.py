@@ -23,7 +23,6 @@ Seed k of both rows draws the same initial weights and the same batches, so each
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from experiments import study_folder
@@ -43,37 +42,34 @@ def history_text(run_dir: Path) -> str:
     return json.dumps(rows) + "\n"
 
 
-def _history(path: Path) -> list[dict]:
-    return json.loads(path.read_text())
-
-
 def harvest(workdir: Path, out: Path) -> list[str]:
     """Copies WORK's finished runs, each with its history.json, into `out` (experiments.study_folder.harvest)."""
     return study_folder.harvest(workdir, out, {"history.json": history_text})
 
 
-def _cells(row: dict) -> dict:
-    return {k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else ("" if isinstance(v, float) else v))
-            for k, v in row.items()}
-
-
-def loss_curves(out: Path) -> list[dict]:
-    """Per step logged by every committed run: per row (its compute dtype) the mean loss and 95 % CI over the
-    seeds, and for each row but the baseline its loss − the baseline's, paired by seed [95 % CI, p], and
-    that difference as a share of the baseline's mean."""
-    from lsm_jax.studies import statistics as st
+def histories(out: Path) -> tuple[dict[str, dict[int, dict[int, float]]], str | None]:
+    """({row name (its compute dtype): {seed: {step: loss}}}, the baseline row's name) from the committed runs'
+    history.json files, read once for the table and the picture."""
     from lsm_jax.studies.report import collect
     study = collect(out)
-    losses = {}   # row name -> seed -> step -> loss
+    losses = {}
     for row in study["rows"]:
         name = row["values"].get(KEY, row["label"])
         for result in row["results"]:
-            rows = _history(out / "runs" / row["label"] / f"seed{result['seed']}" / "history.json")
+            rows = json.loads((out / "runs" / row["label"] / f"seed{result['seed']}" / "history.json").read_text())
             losses.setdefault(name, {})[result["seed"]] = {int(r["step"]): float(r["loss"]) for r in rows}
-    if not losses:
-        return []
     base = next((row["values"].get(KEY, row["label"]) for row in study["rows"] if row["label"] == study["baseline"]),
                 None)
+    return losses, base
+
+
+def loss_curves(losses: dict[str, dict[int, dict[int, float]]], base: str | None) -> list[dict]:
+    """Per step logged by every run: per row the mean loss and 95 % CI over the seeds, and for each row but
+    the baseline its loss − the baseline's, paired by seed [95 % CI, p], and that difference as a share of
+    the baseline's mean (`histories` gives the arguments)."""
+    from lsm_jax.studies import statistics as st
+    if not losses:
+        return []
     steps = sorted(set.intersection(*(set(h) for seeds in losses.values() for h in seeds.values())))
     table = []
     for step in steps:
@@ -92,25 +88,21 @@ def loss_curves(out: Path) -> list[dict]:
                          f"{name}_delta_rel_mean": p.mean / ref, f"{name}_delta_rel_ci_lo": p.lo / ref,
                          f"{name}_delta_rel_ci_hi": p.hi / ref})
         table.append(line)
-    return [_cells(r) for r in table]
+    return [study_folder.cells(r) for r in table]
 
 
-def plot_loss(out: Path, curves: list[dict]) -> Path:
+def plot_loss(out: Path, losses: dict[str, dict[int, dict[int, float]]], curves: list[dict]) -> Path:
     """loss.png: left, every run's loss (thin) and each row's mean (thick), log scale; right, each row's
     paired relative difference to the baseline with its 95 % CI band."""
     from lsm_jax.studies.eigen import _plt
-    from lsm_jax.studies.report import collect
     plt = _plt()
-    study = collect(out)
     fig, (left, right) = plt.subplots(ncols=2, figsize=(9.0, 3.4))
     steps = [int(r["step"]) for r in curves]
-    for colour, row in zip(("tab:blue", "tab:orange", "tab:green"), study["rows"]):
-        name = row["values"].get(KEY, row["label"])
-        for result in row["results"]:
-            h = _history(out / "runs" / row["label"] / f"seed{result['seed']}" / "history.json")
-            left.plot([int(r["step"]) for r in h], [float(r["loss"]) for r in h], color=colour, lw=0.6, alpha=0.5)
+    for colour, (name, seeds) in zip(("tab:blue", "tab:orange", "tab:green"), losses.items()):
+        for h in seeds.values():
+            left.plot(list(h), list(h.values()), color=colour, lw=0.6, alpha=0.5)
         left.plot(steps, [float(r[f"{name}_mean"]) for r in curves], color=colour, lw=2.0,
-                  label=f"{name} ({row['n']} seeds)")
+                  label=f"{name} ({len(seeds)} seeds)")
         if f"{name}_delta_rel_mean" in (curves[0] if curves else {}):
             mean = [100 * float(r[f"{name}_delta_rel_mean"]) for r in curves]
             lo = [100 * float(r[f"{name}_delta_rel_ci_lo"] or "nan") for r in curves]
@@ -132,16 +124,17 @@ def plot_loss(out: Path, curves: list[dict]) -> Path:
 def check(out: Path) -> list[str]:
     """Differences between the committed tables and the ones rebuilt from the committed runs (empty: equal)."""
     problems = study_folder.check_report(out)
-    if unstamped(out / "loss_curves.csv") != [{k: str(v) for k, v in r.items()} for r in loss_curves(out)]:
+    if unstamped(out / "loss_curves.csv") != [{k: str(v) for k, v in r.items()} for r in loss_curves(*histories(out))]:
         problems.append(f"{out / 'loss_curves.csv'}: differs from the runs' history.json files")
     return problems
 
 
 def rebuild(out: Path) -> None:
     """loss_curves.csv and loss.png from the committed runs."""
-    curves = loss_curves(out)
+    losses, base = histories(out)
+    curves = loss_curves(losses, base)
     write_rows(out / "loss_curves.csv", curves)
-    plot_loss(out, curves)
+    plot_loss(out, losses, curves)
 
 
 def main(argv: list[str] | None = None) -> int:

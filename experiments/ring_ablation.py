@@ -80,11 +80,6 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     return s.mean, s.lo, s.hi
 
 
-def _cells(row: dict) -> dict:
-    return {k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else ("" if isinstance(v, float) else v))
-            for k, v in row.items()}
-
-
 def mechanism_tables(out: Path, bicubic_psnr: dict[str, float]) -> tuple[list[dict], list[dict], list[dict]]:
     """(per-run rows, per-row rows, picture rows) from the committed runs' result.json and mechanism.json."""
     from lsm_jax.studies import mechanism as mech
@@ -130,7 +125,7 @@ def mechanism_tables(out: Path, bicubic_psnr: dict[str, float]) -> tuple[list[di
         out_row["Set5_margin_db_min"] = min(r["Set5_margin_db"] for r in mine)
         out_row["Gray6_margin_db_min"] = min(r["Gray6_margin_db"] for r in mine)
         per_row.append(out_row)
-    return [_cells(r) for r in per_run], [_cells(r) for r in per_row], pictures
+    return [study_folder.cells(r) for r in per_run], [study_folder.cells(r) for r in per_row], pictures
 
 
 def mechanism(out: Path, bicubic_psnr: dict[str, float]) -> None:

@@ -1,6 +1,6 @@
 """A committed study folder: a study the study lab trained, kept in the repository as its study.json and,
 per finished run, `runs/<label>/seed<k>/result.json` plus the per-run files a study computes once when it
-harvests the run (the ring ablation's mechanism.json, the bf16 study's history.csv). The trained weights
+harvests the run (the ring ablation's mechanism.json, the bf16 study's history.json). The trained weights
 stay in the workdir, so a study can be trained across machines and sessions and harvested run by run.
 
 From those files alone the study tool's report is rebuilt (report.md, report.csv, runs.csv) and checked:
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,12 @@ from experiments.results_csv import METADATA, write_rows
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def cells(row: dict) -> dict:
+    """A table row for a results CSV: floats to 6 significant digits, non-finite ones blank."""
+    return {k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else ("" if isinstance(v, float) else v))
+            for k, v in row.items()}
 
 
 def write_text(path: Path, text: str) -> None:
@@ -52,13 +59,13 @@ def harvest(workdir: Path, out: Path, extras: dict[str, Callable[[Path], str]]) 
     for result_path in sorted(workdir.glob("runs/*/seed*/result.json")):
         run_dir = result_path.parent
         dest = out / run_dir.relative_to(workdir)
-        result = json.loads(result_path.read_text())
+        text = result_path.read_text()
         if all((dest / name).exists() for name in extras) and (dest / "result.json").exists() \
-                and json.loads((dest / "result.json").read_text()) == result:
+                and json.loads((dest / "result.json").read_text()) == json.loads(text):
             continue
         for name, make in extras.items():
             write_text(dest / name, make(run_dir))
-        write_text(dest / "result.json", result_path.read_text())   # last: a run counts once all are whole
+        write_text(dest / "result.json", text)   # last: a run counts once all are whole
         added.append(f"{run_dir.parent.name}/{run_dir.name}")
     return added
 

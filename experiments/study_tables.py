@@ -170,7 +170,7 @@ def study_bf16(rows):
     base = next(num(r["final_loss_mean"]) for r in rows if r["baseline"] == "1")
     out = []
     for r in rows:
-        loss = "◆ baseline" if r["baseline"] == "1" else _relative_delta(r, "final_loss", base)
+        loss = "◆ baseline" if r["baseline"] == "1" else _relative_delta(r, "delta_final_loss", base)
         out.append([r["model.dtype"], _study_ci(r, "Set5/psnr", 2), *_delta(r, "Set5/psnr"),
                     _study_ci(r, "Gray6/psnr", 2), *_delta(r, "Gray6/psnr"), _study_ci(r, "final_loss", 5), loss,
                     r["seeds"]])
@@ -181,9 +181,10 @@ def study_bf16(rows):
                            for line in _open_effects([{**r, "label": r["model.dtype"]} for r in rows])]
 
 
-def _relative_delta(r, metric: str, base: float) -> str:
-    """The paired Δ of `metric` [95 % CI] as a percentage of the baseline's mean `base`."""
-    lo, hi, mean = (num(r[f"delta_{metric}_{s}"]) for s in ("ci_lo", "ci_hi", "mean"))
+def _relative_delta(r, prefix: str, base: float) -> str:
+    """The paired Δ in r's `<prefix>_mean` / `_ci_lo` / `_ci_hi` [95 % CI] as a percentage of the baseline's
+    mean `base`."""
+    lo, hi, mean = (num(r[f"{prefix}_{s}"]) for s in ("ci_lo", "ci_hi", "mean"))
     if mean is None:
         return "–"
     text = f"{100 * mean / base:+.1f} %"
@@ -201,7 +202,6 @@ def study_bf16_loss(rows, every: int = 200):
             continue
         out.append([r["step"], _study_ci(r, "float32", 5), _study_ci(r, "bfloat16", 5),
                     f"{num(r['bfloat16_delta_mean']):+.5f}".replace("-", "−"),
-                    _relative_delta({f"delta_loss_{k}": r[f"bfloat16_delta_{k}"] for k in ("mean", "ci_lo", "ci_hi")},
-                                    "loss", num(r["float32_mean"])), r["bfloat16_delta_pairs"]])
+                    _relative_delta(r, "bfloat16_delta", num(r["float32_mean"])), r["bfloat16_delta_pairs"]])
     return table(["step", "float32 loss ± 95 % CI", "bfloat16 loss ± 95 % CI", "Δ bfloat16 − float32",
                   "Δ as % of float32 [95 % CI]", "pairs"], out)
