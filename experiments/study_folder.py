@@ -50,7 +50,10 @@ def harvest(workdir: Path, out: Path, extras: dict[str, Callable[[Path], str]]) 
     ({file name: function of the run's directory giving its text}, computed here). A run already committed
     with the same result.json and every extra file is skipped; WORK must hold the same study (its study.json
     equal to the committed one). Returns the runs added, as 'label/seed<k>'."""
-    spec = json.loads((workdir / "study.json").read_text())
+    try:
+        spec = json.loads((workdir / "study.json").read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{workdir / 'study.json'}: not valid JSON ({err})") from None
     if (out / "study.json").exists() and json.loads((out / "study.json").read_text()) != spec:
         raise ValueError(f"{workdir / 'study.json'}: another study than {out / 'study.json'} (steps, rows or "
                          f"data differ); harvest into another folder with -o")

@@ -77,6 +77,13 @@ def test_study_folder_command_says_when_nothing_was_harvested(tmp_path, capsys):
     assert bf16_quality.main(["-o", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("experiments.bf16_quality: error:") and "study.json" in err and "\n" not in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "study.json").write_text("{")
+    assert bf16_quality.main(["--workdir", str(broken), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"experiments.bf16_quality: error: {broken / 'study.json'}: not valid JSON")
+    assert "\n" not in err
 
 
 def test_committed_bf16_study_is_rebuilt_from_its_runs():
