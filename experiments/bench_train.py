@@ -15,7 +15,8 @@ the median of `--steps` timed steps. `peak_bytes` is the device allocator's peak
 platform reports one (GPU/TPU; each case runs in its own process so peaks do not mix), and
 `compiled_bytes` XLA's static estimate (arguments + outputs + temporaries) everywhere. The
 baseline measured in the same run is the device's large float32 matmul speed (`matmul_gflops`):
-`floor_s = gflop / matmul_gflops` (FLOPs from XLA's cost analysis) and `step_over_floor`.
+`floor_s = gflop / matmul_gflops` (the compiled program's FLOPs, loops counted per trip: `step_gflop`)
+and `step_over_floor`.
 
 Anchors (notes/performance.md): the authors' PyTorch code takes 4.33 s per step for LSM-light x2
 at batch 4, 48×48 on the 2-core CPU, and 462 ms for LSM-S x2 at batch 16 (fp32) on one H100.
@@ -88,10 +89,13 @@ def time_steps(compiled, state, batch_arrays, steps: int):
 
 
 def step_gflop(compiled) -> float:
-    """The compiled step's FLOPs (XLA's cost analysis), in GFLOP."""
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float((cost or {}).get("flops", float("nan"))) / 1e9
+    """The compiled step's FLOPs in GFLOP, counted from its HLO as XLA's cost analysis counts them, but
+    with a while loop's body counted trip-count times (`lsm_jax.pod.profile.collect_ops`): the cost
+    analysis counts it once, and on a CPU the window attention's backward is a `lax.scan`."""
+    from lsm_jax.pod import hlo_cost, profile
+    from lsm_jax.pod.ceilings import Ceiling
+    ops = profile.collect_ops(hlo_cost.parse_module(compiled.as_text()), Ceiling("", 1.0, 1.0, ""))
+    return sum(o.flops for o in ops) / 1e9
 
 
 def run_case(name: str, semantics: str, dtype: str, steps: int, scan_impl: str, remat: bool) -> dict:

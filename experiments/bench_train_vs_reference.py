@@ -2,7 +2,7 @@ r"""The training step against the authors' PyTorch code, both measured in this r
 
     python -m experiments.bench_train_vs_reference --reference-repo PATH [--torch-python PATH]
         [--case light_b4_p48] [--semantics reference,paper] [--reps 5] [--rounds 3] [--profile]
-        [--csv experiments/results/bench_train_vs_reference.csv]
+        [--revision after] [--csv experiments/results/bench_train_vs_reference.csv]
 
 PATH is a checkout of the authors' code (github.com/MingyuChoi-run/LSM; nothing of it is copied here);
 `--torch-python` a Python with torch, numpy and einops (default: this one). The case is issue 21's:
@@ -19,8 +19,8 @@ The two sides alternate for `--rounds` rounds of `--reps` timed steps, each afte
 medians over all rounds are compared, with each side's spread (min-max over the timed steps).
 Printed and written per semantics: `torch_s`, `jax_s`, `speedup` = torch_s / jax_s (the ratio issue 21's
 target is stated in: ≥ 1.5×), and the matmul-floor ratio of our step (`step_over_floor`: the step
-against XLA's FLOPs at this machine's large-matmul speed, measured in the same run). Run it on a quiet
-machine: both sides use every core.
+against the compiled program's FLOPs, `bench_train.step_gflop`, at this machine's large-matmul speed,
+measured in the same run). Run it on a quiet machine: both sides use every core.
 
 `--profile` then records 3 more steps of each side under its own profiler (torch.profiler's self CPU
 time per aten op; `lsm_jax.pod.profile`'s trace of our `reference` step per HLO op) and sums them by
@@ -28,11 +28,17 @@ time per aten op; `lsm_jax.pod.profile`'s trace of our `reference` step per HLO 
 matmuls count as matmul/conv here, unlike the source-based categories of docs/pod.md): matmul/conv,
 sort/gather/scatter, layout (copies, concatenation, rolls, pads), elementwise/norm (LayerNorm, GELU,
 softmax, adds, the optimizer and EMA), scan, other. Written to `<csv stem>_ops.csv`.
+
+Every row carries `revision` (a label: `before` / `after` a change) and `commit` (the code measured,
+`+` when it had uncommitted changes); a run replaces the rows of its own revision and keeps the
+others', so the docs can set a change's before and after side by side (each revision's own torch
+timing beside it: the ratio is what compares across runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -45,7 +51,7 @@ import numpy as np
 
 from experiments.bench_train import CASES, compile_case, step_gflop, time_steps
 from experiments.bench_vs_reference import reference_kwargs, run_reference
-from experiments.results_csv import write_rows
+from experiments.results_csv import head_commit, write_rows
 
 HERE = Path(__file__).resolve().parent
 
@@ -145,6 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="also each side's measured time per op kind")
+    ap.add_argument("--revision", default="after", help="the label of this code's rows (default: after)")
     ap.add_argument("--csv", default=str(HERE / "results/bench_train_vs_reference.csv"))
     args = ap.parse_args(argv)
     if not (Path(args.reference_repo) / "basicsr/archs/lsm_light_arch.py").is_file():
@@ -159,12 +166,24 @@ def main(argv=None) -> int:
           f"jax {jax.__version__} on {jax.devices()[0].device_kind}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows, kinds = bench(args.case, semantics, args, Path(tmp))
+    commit = head_commit()
+    rows, kinds = ([dict(r, revision=args.revision, commit=commit) for r in rs] for rs in (rows, kinds))
     for row in rows + kinds:
         print(json.dumps(row), flush=True)
-    write_rows(args.csv, rows)
+    keep_other_revisions(args.csv, rows, args.revision)
     if kinds:
-        write_rows(Path(args.csv).with_name(Path(args.csv).stem + "_ops.csv"), kinds)
+        keep_other_revisions(Path(args.csv).with_name(Path(args.csv).stem + "_ops.csv"), kinds, args.revision)
     return 0
+
+
+def keep_other_revisions(path, rows: list[dict], revision: str) -> None:
+    """Writes `rows` to `path` after the rows of every other revision already there (in their order)."""
+    path = Path(path)
+    old = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            old = [r for r in csv.DictReader(fh) if r.get("revision", "") != revision]
+    write_rows(path, old + rows, measured_now=len(rows))
 
 
 if __name__ == "__main__":

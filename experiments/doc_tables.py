@@ -103,27 +103,34 @@ def vs_reference(rows):
                   "lsm-jax × floor", "max \\|Δ\\|", "timed calls"], out)
 
 
+def _code(r) -> str:
+    """A benchmark row's code: its revision label and commit (`+`: with uncommitted changes)."""
+    return f"{r.get('revision') or '—'} ({r.get('commit') or '?'})"
+
+
 def train_vs_reference(rows):
-    """Our training step against the authors' in one run: medians with min-max, the speed-up, × floor."""
-    out = [[f"{r['model']} x{r['scale']}, batch {r['batch']}, {r['lr_hw']} LR, {r['dtype']}", f"`{r['semantics']}`",
-            f"{fmt(r['jax_s'])} ({fmt(r['jax_min_s'])}–{fmt(r['jax_max_s'])})",
+    """Our training step against the authors' in one run per revision: medians with min-max, the speed-up,
+    × floor."""
+    out = [[_code(r), f"{r['model']} x{r['scale']}, batch {r['batch']}, {r['lr_hw']} LR, {r['dtype']}",
+            f"`{r['semantics']}`", f"{fmt(r['jax_s'])} ({fmt(r['jax_min_s'])}–{fmt(r['jax_max_s'])})",
             f"{fmt(r['torch_s'])} ({fmt(r['torch_min_s'])}–{fmt(r['torch_max_s'])})", f"**{ratio(r['speedup'], 2)}**",
             fmt(r["step_over_floor"]), r["steps"]] for r in rows]
-    return table(["case", "our semantics", "lsm-jax step, s: median (min–max)",
+    return table(["our code", "case", "our semantics", "lsm-jax step, s: median (min–max)",
                   "authors' PyTorch step, s: median (min–max)", "speed-up (medians)", "lsm-jax × floor",
                   "timed steps each"], out)
 
 
 def train_vs_reference_ops(rows):
-    """Both sides' measured step time per op kind."""
-    sides = list(dict.fromkeys(r["side"] for r in rows))
+    """Both sides' measured step time per op kind, a column per (side, revision of our code)."""
+    columns = list(dict.fromkeys((r["side"], r.get("revision", "")) for r in rows))
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    cell = {(r["side"], r["kind"]): r for r in rows}
-    out = [[k] + [f"{fmt(cell[(s, k)]['ms'])} ({share(cell[(s, k)]['share'])})" for s in sides] for k in kinds]
-    out.append(["**profiled total**"] + [fmt(one(rows, side=s)["profiled_ms"]) for s in sides])
+    cell = {(r["side"], r.get("revision", ""), r["kind"]): r for r in rows}
+    out = [[k] + [f"{fmt(cell[(s, v, k)]['ms'])} ({share(cell[(s, v, k)]['share'])})" for s, v in columns]
+           for k in kinds]
+    out.append(["**profiled total**"] + [fmt(one(rows, side=s, revision=v)["profiled_ms"]) for s, v in columns])
     out.append(["step, ms (one profiled step's wall time; torch: the timed median)"]
-               + [fmt(one(rows, side=s)["step_ms"]) for s in sides])
-    return table(["op kind"] + [f"{s}: ms per step (share)" for s in sides], out)
+               + [fmt(one(rows, side=s, revision=v)["step_ms"]) for s, v in columns])
+    return table(["op kind"] + [f"{s}, {v} run: ms per step (share)" for s, v in columns], out)
 
 
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import subprocess
 import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from experiments.results_csv import write_rows  # noqa: E402
+from experiments.results_csv import head_commit, write_rows  # noqa: E402
 from lsm_jax.pod import profile  # noqa: E402
 from lsm_jax.pod.plan_config import load_tpu_config  # noqa: E402
 from lsm_jax.training.config_loader import load_config  # noqa: E402
@@ -50,17 +49,6 @@ def run_case(spec: str, topology: str | None, batch: int | None, dtype: str) -> 
     prof = profile.profile_step(config, topology, batch,
                                 program=f"train {spec} batch {batch or config.batch_size} {dtype}")
     return prof, time.perf_counter() - t0
-
-
-def head_commit() -> str:
-    """The short hash of the checked-out code, with `+` when it has uncommitted changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    try:
-        dirty = "+" if git("status", "--porcelain", "-uno") else ""
-        return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
-    except OSError:
-        return "unknown"
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ import csv
 import datetime
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -62,6 +63,18 @@ def metadata_values() -> dict:
     """The metadata columns' values for rows measured now."""
     return {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
             "jax": _version("jax"), "jaxlib": _version("jaxlib")}
+
+
+def head_commit() -> str:
+    """The short hash of the checked-out code, with `+` when it has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                              text=True).stdout.strip()
+    try:
+        dirty = "+" if git("status", "--porcelain", "-uno") else ""
+        return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
+    except OSError:
+        return "unknown"
 
 
 def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | None = None,

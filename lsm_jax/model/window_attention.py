@@ -81,6 +81,68 @@ def from_head_windows(x: jax.Array, hp: int, wp: int, hs: int, ws: int) -> jax.A
     return x.reshape(b, hp, wp, heads * d)
 
 
+def attend(qw: jax.Array, kw: jax.Array, vw: jax.Array, bias: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """softmax(q·kᵀ + bias [+ mask])·v per window and head: (..., nW, heads, n, d) -> the same, float32.
+
+    bias (heads, n, n); mask (nW, n, n) or None. exp(logits - max)·v, then a divide by the row sums:
+    one pass fewer than softmax-then-matmul. The max only keeps exp in range, and the result does not
+    depend on it, so no gradient flows through it (as in `jax.nn.softmax`): autodiff would otherwise
+    add a one-hot pass over the logits whose contributions cancel."""
+    logits = jnp.einsum('...whid,...whjd->...whij', qw, kw, preferred_element_type=jnp.float32) + bias
+    if mask is not None:
+        logits = logits + mask[:, None]
+    weights = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    out = jnp.einsum('...whij,...whjd->...whid', weights.astype(vw.dtype), vw, preferred_element_type=jnp.float32)
+    return out / jnp.sum(weights, axis=-1, keepdims=True)
+
+
+CHUNK_BYTES = 4 << 20   # one chunk's float32 logits: a few MiB stay in a CPU's caches
+
+
+def windows_per_chunk(windows: int, heads: int, n: int) -> int:
+    """The most windows, a divisor of `windows`, whose logits fit in CHUNK_BYTES (at least 1)."""
+    fits = max(1, CHUNK_BYTES // (heads * n * n * 4))
+    return max(c for c in range(1, windows + 1) if windows % c == 0 and c <= fits)
+
+
+def attend_in_chunks(qw, kw, vw, bias, mask):
+    """`attend`, a few windows at a time (`windows_per_chunk`) in a `lax.scan` whose body is
+    rematerialised: its gradient recomputes each chunk's logits from q, k, v while they are still in
+    the cache, where `attend`'s gradient writes and re-reads five full (B, nW, heads, n, n) arrays."""
+    b, nw, h, n, d = qw.shape
+    c = windows_per_chunk(nw, h, n)
+    steps = b * nw // c
+
+    @jax.checkpoint
+    def body(_, xs):
+        i, q, k, v = xs
+        chunk_mask = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, (i * c) % nw, c, 0)
+        return None, attend(q, k, v, bias, chunk_mask)
+
+    xs = (jnp.arange(steps),) + tuple(t.reshape(steps, c, h, n, t.shape[-1]) for t in (qw, kw, vw))
+    return jax.lax.scan(body, None, xs)[1].reshape(b, nw, h, n, d)
+
+
+@jax.custom_vjp
+def attend_backward_in_chunks(qw, kw, vw, bias, mask):
+    """`attend`, whose gradient is `attend_in_chunks`'s: the CPU form (`WindowBranch` picks it with
+    `lax.platform_dependent`). The same numbers up to the order of the position bias gradient's sum,
+    and the training step's largest saving on a CPU (docs/performance.md). The forward stays one batched
+    `attend`, so an inference program (and its ONNX export) has no loop."""
+    return attend(qw, kw, vw, bias, mask)
+
+
+def _attend_fwd(qw, kw, vw, bias, mask):
+    return attend(qw, kw, vw, bias, mask), (qw, kw, vw, bias, mask)
+
+
+def _attend_bwd(residuals, g):
+    return jax.vjp(attend_in_chunks, *residuals)[1](g)
+
+
+attend_backward_in_chunks.defvjp(_attend_fwd, _attend_bwd)
+
+
 class DynamicPosBias(nnx.Module):
     """Relative-position bias MLP (`attns.k.pos`): Linear(2→p), 3 × (LN → ReLU → Linear), last to heads."""
 
@@ -129,15 +191,9 @@ class WindowBranch(nnx.Module):
         # Heads before tokens in one transpose, so both matmuls see (B, nW, heads) as leading batch
         # dimensions and XLA needs no further layout copies.
         qw, kw, vw = (to_head_windows(t, hs, ws, self.heads) for t in (q * (hd ** -0.5), k, v))
-        logits = jnp.einsum('bwhid,bwhjd->bwhij', qw, kw, preferred_element_type=jnp.float32)
-        logits = logits + self.position_bias()
-        if shifted:
-            logits = logits + shift_mask(hp, wp, hs, ws, sh, sw, edge)[None, :, None]
-        # exp(logits - max)·v, then divide by the row sums: one pass fewer than softmax-then-matmul.
-        weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-        out = jnp.einsum('bwhij,bwhjd->bwhid', weights.astype(vw.dtype), vw,
-                         preferred_element_type=jnp.float32)
-        out = out / jnp.sum(weights, axis=-1, keepdims=True)
+        mask = shift_mask(hp, wp, hs, ws, sh, sw, edge) if shifted else None
+        out = jax.lax.platform_dependent(qw, kw, vw, self.position_bias(), mask,
+                                         cpu=attend_backward_in_chunks, default=attend)
         out = from_head_windows(out.astype(q.dtype), hp, wp, hs, ws)
         if shifted and edge is None:
             out = jnp.roll(out, (sh, sw), axis=(1, 2))
@@ -188,10 +244,15 @@ class WindowAttention(nnx.Module):
         pad = ((0, 0), (0, hp - h), (0, wp - w), (0, 0))
         q, k, v = (jnp.pad(t, pad) for t in (q, k, v))
         half = c // 2
-        outs = [branch(q[..., i * half:(i + 1) * half], k[..., i * half:(i + 1) * half],
-                       v[..., i * half:(i + 1) * half], shifted, edge)
-                for i, branch in enumerate(self.attns)]
-        x = jnp.concatenate(outs, axis=-1)[:, :h, :w] + lcm
+        outs = []
+        for i, branch in enumerate(self.attns):
+            # Unshifted windows are independent, and those wholly in the padding (Hp×Wp pads to the
+            # larger window side) feed only outputs cropped below: pad this half to its own window.
+            hs, ws = branch.window
+            rows, cols = (hp, wp) if shifted else (math.ceil(h / hs) * hs, math.ceil(w / ws) * ws)
+            part = (t[:, :rows, :cols, i * half:(i + 1) * half] for t in (q, k, v))
+            outs.append(branch(*part, shifted, edge)[:, :h, :w])
+        x = jnp.concatenate(outs, axis=-1) + lcm
         out = self.proj(x.reshape(b, l, c))
         sow(self, output=out)
         return out
