@@ -113,7 +113,7 @@ def train_vs_reference(rows):
     × floor."""
     out = [[_code(r), f"{r['model']} x{r['scale']}, batch {r['batch']}, {r['lr_hw']} LR, {r['dtype']}",
             f"`{r['semantics']}`", f"{fmt(r['jax_s'])} ({fmt(r['jax_min_s'])}–{fmt(r['jax_max_s'])})",
-            f"{fmt(r['torch_s'])} ({fmt(r['torch_min_s'])}–{fmt(r['torch_max_s'])})", f"**{ratio(r['speedup'], 2)}**",
+            f"{fmt(r['torch_s'])} ({fmt(r['torch_min_s'])}–{fmt(r['torch_max_s'])})", f"**{ratio(r['speedup'])}**",
             fmt(r["step_over_floor"]), r["steps"]] for r in rows]
     return table(["our code", "case", "our semantics", "lsm-jax step, s: median (min–max)",
                   "authors' PyTorch step, s: median (min–max)", "speed-up (medians)", "lsm-jax × floor",

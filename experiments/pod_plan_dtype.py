@@ -5,8 +5,9 @@
 Runs `lsm-pod-plan --config lsm_s:x2_scratch --topology v5p:1x1x1 --batch 16 --dtype float32,bfloat16` and keeps
 its rows with the machine, date and versions. `bfloat16` is `config.model.dtype`: matmuls and convolutions in
 bf16, parameters, optimizer state, LayerNorm statistics, softmax, the LRU states and the loss in float32. Memory
-is the compiler's figure; the step time and MFU are the TPU cost model's **estimates**. Run from the repository
-root; needs libtpu.
+is the compiler's figure; the step time and MFU are the TPU cost model's **estimates**, and so are the roofline
+columns (`lsm_jax.pod.profile`). Each row records the commit it compiled. Run from the repository root; needs
+libtpu.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from experiments.results_csv import write_rows
+from experiments.results_csv import head_commit, write_rows
 
 ARGS = ["--config", "lsm_s:x2_scratch", "--topology", "v5p:1x1x1", "--batch", "16", "--dtype", "float32,bfloat16"]
 OUT = Path(__file__).resolve().parent / "results" / "pod_plan_dtype.csv"
 
 
 def keep(plan_csv: str | Path, out: Path = OUT) -> Path:
-    """The plan's CSV rows, with the metadata columns of this run."""
+    """The plan's CSV rows, with the commit compiled and the metadata columns of this run."""
     with open(plan_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [dict(r, commit=head_commit()) for r in csv.DictReader(fh)]
     return write_rows(out, rows)
 
 

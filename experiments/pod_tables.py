@@ -22,15 +22,18 @@ def _estimate_ms(r) -> str:
 
 
 def pod_plan_dtype(rows):
-    """float32 beside bfloat16 for one case: memory measured by the compiler, time and MFU the cost model's."""
-    out = [[r["variant"], r["topology"], r["global_batch"], f"**{r['dtype']}**", fmt(r["temp_gib"]), fmt(r["total_gib"]),
-            fmt(r["gflops_per_chip"]), _estimate_ms(r),
+    """float32 beside bfloat16 for one case: memory measured by the compiler, time and MFU the cost model's,
+    and the roofline's (lsm_jax.pod.profile) where the CSV has it; the commit compiled where recorded."""
+    roofline = any(num(r.get("roofline_ms")) is not None for r in rows)
+    out = [[r["variant"], r["topology"], r["global_batch"], f"**{r['dtype']}**", r.get("commit") or "?",
+            fmt(r["temp_gib"]), fmt(r["total_gib"]), fmt(r["gflops_per_chip"]), _estimate_ms(r),
             fmt(r["images_per_s_per_chip"]) if _estimate_ms(r) != "–" else "–",
             f"{num(r['mfu']) * 100:.1f} %" if num(r.get("mfu")) and _estimate_ms(r) != "–" else "–"]
+           + (_roofline_cells(r) if roofline else [])
            for r in rows if r["status"] == "ok"]
-    return table(["variant", "topology", "batch", "compute dtype", "temporaries GiB/dev", "GiB/dev",
+    return table(["variant", "topology", "batch", "compute dtype", "code", "temporaries GiB/dev", "GiB/dev",
                   "GFLOP/step/chip", "**estimate:** cost-model step, ms", "**estimate:** img/s/chip",
-                  "**estimate:** MFU"], out)
+                  "**estimate:** MFU"] + (ROOFLINE_HEADER if roofline else []), out)
 
 
 def _roofline_cells(r) -> list[str]:
@@ -113,7 +116,8 @@ def profile_categories(rows, case: str):
 
 def profile_before_after(rows, case: str):
     """Per category, `before` beside `after` a change (both roofline **estimates** of compiled programs):
-    GB moved, roofline ms and share, and after/before; a note per revision with its total and commit."""
+    GB moved, roofline ms and share, and after/before, `before` being the first revision and `after` the
+    newest; a note per revision (the ones between too) with its total and commit."""
     revisions = _revisions([r for r in rows if r["case"] == case])
     if len(revisions) < 2:
         return profile_categories(rows, case)
@@ -129,7 +133,8 @@ def profile_before_after(rows, case: str):
               f"**estimate:** roofline ms, {revisions[0]}", f"**estimate:** roofline ms, {revisions[-1]}",
               f"**estimate:** share, {revisions[-1]}", f"{revisions[-1]} / {revisions[0]}"]
     notes = [f"- **{v}** (commit {one(rs, level='total').get('commit', '?')}): "
-             + _total_note(one(rs, level="total"), True) for v, rs in ((revisions[0], before), (revisions[-1], after))]
+             + _total_note(one(rs, level="total"), True)
+             for v, rs in ((v, profile_rows(rows, case, v)) for v in revisions)]
     return table(header, out) + [""] + notes
 
 
