@@ -66,12 +66,14 @@ def metadata_values() -> dict:
 
 
 def head_commit() -> str:
-    """The short hash of the checked-out code, with `+` when it has uncommitted changes."""
+    """The short hash of the checked-out code, with `+` when its code has uncommitted changes (results
+    and docs do not count: a benchmark run between two results commits measured the committed code)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                               text=True).stdout.strip()
     try:
-        dirty = "+" if git("status", "--porcelain", "-uno") else ""
+        dirty = "+" if git("status", "--porcelain", "-uno", "--", ".", ":!experiments/results", ":!docs",
+                           ":!*.md") else ""
         return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
     except OSError:
         return "unknown"
