@@ -38,7 +38,6 @@ timing beside it: the ratio is what compares across runs).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -51,7 +50,7 @@ import numpy as np
 
 from experiments.bench_train import CASES, compile_case, step_gflop, time_steps
 from experiments.bench_vs_reference import reference_kwargs, run_reference
-from experiments.results_csv import head_commit, write_rows
+from experiments.results_csv import head_commit, replace_rows
 
 HERE = Path(__file__).resolve().parent
 
@@ -170,20 +169,10 @@ def main(argv=None) -> int:
     rows, kinds = ([dict(r, revision=args.revision, commit=commit) for r in rs] for rs in (rows, kinds))
     for row in rows + kinds:
         print(json.dumps(row), flush=True)
-    keep_other_revisions(args.csv, rows, args.revision)
+    replace_rows(args.csv, rows, ("revision",))
     if kinds:
-        keep_other_revisions(Path(args.csv).with_name(Path(args.csv).stem + "_ops.csv"), kinds, args.revision)
+        replace_rows(Path(args.csv).with_name(Path(args.csv).stem + "_ops.csv"), kinds, ("revision",))
     return 0
-
-
-def keep_other_revisions(path, rows: list[dict], revision: str) -> None:
-    """Writes `rows` to `path` after the rows of every other revision already there (in their order)."""
-    path = Path(path)
-    old = []
-    if path.exists():
-        with open(path, newline="") as fh:
-            old = [r for r in csv.DictReader(fh) if r.get("revision", "") != revision]
-    write_rows(path, old + rows, measured_now=len(rows))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ OUT = Path(__file__).resolve().parent / "results" / "pod_plan_dtype.csv"
 
 def keep(plan_csv: str | Path, out: Path = OUT) -> Path:
     """The plan's CSV rows, with the commit compiled and the metadata columns of this run."""
+    commit = head_commit()
     with open(plan_csv, newline="") as fh:
-        rows = [dict(r, commit=head_commit()) for r in csv.DictReader(fh)]
+        rows = [dict(r, commit=commit) for r in csv.DictReader(fh)]
     return write_rows(out, rows)
 
 

@@ -121,7 +121,8 @@ def profile_before_after(rows, case: str):
     revisions = _revisions([r for r in rows if r["case"] == case])
     if len(revisions) < 2:
         return profile_categories(rows, case)
-    before, after = (profile_rows(rows, case, v) for v in (revisions[0], revisions[-1]))
+    by_revision = {v: profile_rows(rows, case, v) for v in revisions}
+    before, after = by_revision[revisions[0]], by_revision[revisions[-1]]
     out = []
     for b in where(before, level="category") + [dict(one(before, level="total"), name="**total**")]:
         a = one(after, level="total") if b["level"] == "total" else one(after, level="category", name=b["name"])
@@ -134,7 +135,7 @@ def profile_before_after(rows, case: str):
               f"**estimate:** share, {revisions[-1]}", f"{revisions[-1]} / {revisions[0]}"]
     notes = [f"- **{v}** (commit {one(rs, level='total').get('commit', '?')}): "
              + _total_note(one(rs, level="total"), True)
-             for v, rs in ((v, profile_rows(rows, case, v)) for v in revisions)]
+             for v, rs in by_revision.items()]
     return table(header, out) + [""] + notes
 
 

@@ -18,14 +18,13 @@ of memory (one case per process is the safe way: `--only`). Each case's rows are
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from experiments.results_csv import head_commit, write_rows  # noqa: E402
+from experiments.results_csv import head_commit, replace_rows  # noqa: E402
 from lsm_jax.pod import profile  # noqa: E402
 from lsm_jax.pod.plan_config import load_tpu_config  # noqa: E402
 from lsm_jax.training.config_loader import load_config  # noqa: E402
@@ -57,23 +56,15 @@ def main() -> int:
     p.add_argument("--revision", default="after", help="the label of this code's rows (default: after)")
     p.add_argument("--out", default=str(REPO / "experiments/results/profile_step.csv"))
     args = p.parse_args()
-    rows: dict[tuple[str, str], list[dict]] = {}
-    if Path(args.out).exists():      # a rerun replaces its own (case, revision) only
-        with open(args.out, newline="") as fh:
-            for r in csv.DictReader(fh):
-                rows.setdefault((r["case"], r["revision"]), []).append(r)
-    order = [c[0] for c in CASES]
     commit = head_commit()
     for name, spec, topology, batch, dtype in CASES:
         if args.only and name != args.only:
             continue
         prof, seconds = run_case(spec, topology, batch, dtype)
         print("\n\n".join(prof.tables()), flush=True)
-        rows[(name, args.revision)] = [
-            dict(r, case=name, revision=args.revision, commit=commit, dtype=dtype, ceiling=prof.ceiling.note,
-                 case_s=round(seconds, 1)) for r in prof.rows(top=20)]
-        keys = sorted(rows, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[1] != "before"))
-        write_rows(args.out, [r for k in keys for r in rows[k]], FIELDS)
+        rows = [dict(r, case=name, revision=args.revision, commit=commit, dtype=dtype, ceiling=prof.ceiling.note,
+                     case_s=round(seconds, 1)) for r in prof.rows(top=20)]
+        replace_rows(args.out, rows, ("case", "revision"), FIELDS)   # a rerun replaces its own (case, revision)
         print(f"{name}: {seconds:.0f} s; rows in {args.out}", flush=True)
     return 0
 

@@ -107,6 +107,20 @@ def write_rows(path: str | Path, rows: Sequence[dict], fields: Iterable[str] | N
     return path
 
 
+def replace_rows(path: str | Path, rows: Sequence[dict], key: Sequence[str],
+                 fields: Iterable[str] | None = None) -> Path:
+    """`write_rows` for a rerun: the rows already in `path` whose `key` values equal some new row's are
+    dropped, the others kept in their order (with the metadata of their own run), and `rows` written after
+    them. So a benchmark that labels its rows (a `revision`, a profiled `case`) keeps every other label's."""
+    path = Path(path)
+    replaced = {tuple(str(r.get(k, "")) for k in key) for r in rows}
+    old = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            old = [r for r in csv.DictReader(fh) if tuple(r.get(k, "") for k in key) not in replaced]
+    return write_rows(path, old + list(rows), fields, measured_now=len(rows))
+
+
 def append_rows(path: str | Path, rows: Sequence[dict]) -> Path:
     """`write_rows` of the CSV's existing rows (kept as they are) followed by `rows`: one row per run
     accumulates, for tables that show runs side by side (before/after a change)."""

@@ -108,7 +108,7 @@ def windows_per_chunk(windows: int, heads: int, n: int) -> int:
 def attend_in_chunks(qw, kw, vw, bias, mask):
     """`attend`, a few windows at a time (`windows_per_chunk`) in a `lax.scan` whose body is
     rematerialised: its gradient recomputes each chunk's logits from q, k, v while they are still in
-    the cache, where `attend`'s gradient writes and re-reads five full (B, nW, heads, n, n) arrays."""
+    the cache, where `attend`'s gradient writes and re-reads several full (B, nW, heads, n, n) arrays."""
     b, nw, h, n, d = qw.shape
     c = windows_per_chunk(nw, h, n)
     steps = b * nw // c
